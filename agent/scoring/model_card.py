@@ -1,0 +1,112 @@
+"""The model card: everything the agent needs to feed a model and read its answer.
+
+It travels inside the checkpoint and inside the ONNX file (metadata key ``mediqa.model_card``),
+so the agent never re-declares preprocessing, prompt vocabulary or score direction.
+This module has no torch dependency: the running agent imports it.
+
+ONNX contract (every exported MedIQA Edge model):
+  inputs   image   float32 [N, C, S, S]  preprocessed crops (C = len(ct_windows) for CT; MR repeats)
+           prompt  int64   [N, 4]        indices into vocabulary[dimension|modality|anatomy|image_type]
+  outputs  quality float32 [N]           per-crop quality on score_range, higher_is_better as stated
+           physics float32 [N, P]        physical heads in ``heads`` order (normalised targets, see heads)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mediqa.agent.errors import ModelError
+
+METADATA_KEY = "mediqa.model_card"
+PROMPT_FIELDS = ("dimension", "modality", "anatomy", "image_type")
+UNKNOWN = "unknown"
+
+DEFAULT_VOCABULARY: dict[str, tuple[str, ...]] = {
+    "dimension": (UNKNOWN, "2D", "3D"),
+    "modality": (UNKNOWN, "CT", "MR"),
+    "anatomy": (UNKNOWN, "head", "neck", "chest", "abdomen", "pelvis", "spine", "extremity", "breast",
+                "cardiac", "whole_body"),
+    "image_type": (UNKNOWN, "ct_soft", "ct_sharp", "ct_soft_contrast", "ct_sharp_contrast",
+                   "T1", "T1_contrast", "T2", "FLAIR", "PD", "DWI", "ADC", "EPI", "SWI", "MRA"),
+}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How stored pixels become model input. Raw stored values are never fed to a model."""
+
+    crop_size: int = 96  # native-resolution crops: shrinking a 512 slice kills the noise texture
+    crops_per_slice: int = 4
+    # CT: HU windows (centre, width) stacked as channels, each mapped to [-1, 1].
+    ct_windows: tuple[tuple[float, float], ...] = ((40.0, 400.0), (40.0, 80.0), (600.0, 2800.0))
+    # MR: robust per-volume percentiles mapped to [-1, 1], repeated over the channels.
+    mr_percentiles: tuple[float, float] = (0.5, 99.5)
+    channels: int = 3
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str = "mediqa-edge"
+    version: str = "0"
+    architecture: Mapping[str, Any] = field(default_factory=dict)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    vocabulary: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_VOCABULARY))
+    score_range: tuple[float, float] = (0.0, 4.0)
+    higher_is_better: bool = True
+    score_label: str = "physics-derived proxy quality (not an expert score)"
+    heads: tuple[str, ...] = ()  # physical heads, in the order of the ``physics`` output
+    head_info: Mapping[str, Any] = field(default_factory=dict)  # per head: modality, unit, transform
+    thresholds: Mapping[str, Any] = field(default_factory=dict)
+    training: Mapping[str, Any] = field(default_factory=dict)  # data set hash, config, seed, code version
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+    def prompt_index(self, attribute: str, value: str) -> int:
+        """Index of ``value`` in the vocabulary; unseen values map to ``unknown`` (never a guess)."""
+        vocab = self.vocabulary[attribute]
+        return vocab.index(value) if value in vocab else vocab.index(UNKNOWN)
+
+    def to_json(self) -> str:
+        return json.dumps(_plain(dataclasses.asdict(self)), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"model card is not valid JSON: {exc}") from None
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ModelCard:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ModelError(f"model card has unknown fields {sorted(unknown)}", "re-export the model")
+        data = dict(raw)
+        pre = dict(data.get("preprocessing", {}))
+        if "ct_windows" in pre:
+            pre["ct_windows"] = tuple(tuple(w) for w in pre["ct_windows"])
+        if "mr_percentiles" in pre:
+            pre["mr_percentiles"] = tuple(pre["mr_percentiles"])
+        data["preprocessing"] = Preprocessing(**pre)
+        if "vocabulary" in data:
+            data["vocabulary"] = {k: tuple(v) for k, v in data["vocabulary"].items()}
+            for attr in PROMPT_FIELDS:
+                if UNKNOWN not in data["vocabulary"].get(attr, ()):
+                    raise ModelError(f"model card vocabulary '{attr}' lacks the '{UNKNOWN}' token")
+        for key in ("score_range", "heads"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
