@@ -1,0 +1,169 @@
+"""The classical scorer: physical noise measures mapped to the 0..4 scale. The learned model's baseline.
+
+CT: Global Noise Level (Christianson et al., Radiology 2015): the standard deviation in a ~6 mm
+    kernel is computed at every soft-tissue pixel (0..150 HU here) and the mode of the histogram of
+    those local SDs is the slice's noise; the series' noise is the mean over slices.
+MR: MRIQC definitions (Esteban et al., PLoS One 2017): Dietrich SNR = mean(foreground) /
+    (sqrt(2 / (4 - pi)) * std(background air)), since air in a magnitude image is Rayleigh
+    distributed; and the entropy focus criterion (EFC; Atkinson 1997), which grows with ghosting
+    and blur.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from mediqa.agent.scoring.base import SCORE_MAX, SeriesInput, SliceScores
+
+log = logging.getLogger(__name__)
+
+SOFT_TISSUE_HU = (0.0, 150.0)
+GNL_KERNEL_MM = 6.0
+# Score mapping (log-linear): CT noise <= 8 HU -> 4, >= 40 HU -> 0; MR SNR >= 30 -> 4, <= 3 -> 0.
+CT_NOISE_BEST_HU, CT_NOISE_WORST_HU = 8.0, 40.0
+MR_SNR_WORST, MR_SNR_BEST = 3.0, 30.0
+_RAYLEIGH_STD_FACTOR = math.sqrt(2.0 / (4.0 - math.pi))  # std of Rayleigh air = 0.655 sigma
+
+
+def slice_noise_hu(slice_hu: np.ndarray, pixel_spacing_mm: float | None = None) -> float | None:
+    """Global noise level of one CT slice in HU, or None where there is too little soft tissue."""
+    spacing = pixel_spacing_mm or 0.7
+    size = max(3, int(round(GNL_KERNEL_MM / spacing)) | 1)
+    img = slice_hu.astype(np.float64)
+    mean = ndimage.uniform_filter(img, size)
+    sq = ndimage.uniform_filter(img * img, size)
+    local_sd = np.sqrt(np.clip(sq - mean * mean, 0.0, None))
+    lo, hi = SOFT_TISSUE_HU
+    # Whole kernel in soft tissue: erode the mask so edges (bone, air) don't inflate the SD.
+    tissue = ndimage.binary_erosion((img >= lo) & (img <= hi), iterations=size // 2)
+    values = local_sd[tissue]
+    if values.size < 200:
+        return None
+    hist, edges = np.histogram(values, bins=200, range=(0.0, float(np.percentile(values, 99)) + 1e-6))
+    peak = int(np.argmax(ndimage.uniform_filter1d(hist.astype(float), 5)))
+    return float((edges[peak] + edges[peak + 1]) / 2)
+
+
+def global_noise_level(slices_hu: np.ndarray, pixel_spacing_mm: float | None = None) -> float:
+    """Mean of the per-slice noise levels (HU). NaN when no slice has enough soft tissue."""
+    levels = [slice_noise_hu(s, pixel_spacing_mm) for s in np.asarray(slices_hu)]
+    found = [v for v in levels if v is not None]
+    return float(np.mean(found)) if found else float("nan")
+
+
+def mr_snr(slices: np.ndarray) -> tuple[float, list[float]]:
+    """Dietrich SNR of the stack and per slice, from foreground signal and background-air noise."""
+    vol = np.asarray(slices, dtype=np.float64)
+    fg, bg = _mr_masks(vol)
+    per_slice = [_snr(s[f], s[b]) for s, f, b in zip(vol, fg, bg)]
+    return _snr(vol[fg], vol[bg]), per_slice
+
+
+def efc(slices: np.ndarray) -> float:
+    """Entropy focus criterion, normalised to [0, 1] as MRIQC does; higher = more ghosting/blur."""
+    x = np.abs(np.asarray(slices, dtype=np.float64)).ravel()
+    n = x.size
+    b_max = math.sqrt(float(np.sum(x * x)))
+    if n == 0 or b_max == 0:
+        return float("nan")
+    efc_max = n * (1.0 / math.sqrt(n)) * math.log(1.0 / math.sqrt(n))
+    p = x / b_max
+    return float(np.sum(p * np.log(p + 1e-16)) / efc_max)
+
+
+class ClassicalScorer:
+    """Noise-based scorer. Fast, needs no model, and stays as the baseline the model must beat."""
+
+    name = "classical"
+    backend = "numpy"
+
+    def score(self, series: SeriesInput) -> SliceScores:
+        if series.layout.modality == "CT":
+            return self._score_ct(series)
+        return self._score_mr(series)
+
+    def close(self) -> None:
+        return None
+
+    def _score_ct(self, series: SeriesInput) -> SliceScores:
+        spacing = series.layout.pixel_spacing[0] if series.layout.pixel_spacing else None
+        levels = [slice_noise_hu(s, spacing) for s in series.slices]
+        known = [v for v in levels if v is not None]
+        series_noise = float(np.mean(known)) if known else float("nan")
+        fill = series_noise if known else CT_NOISE_BEST_HU
+        scores = tuple(ct_noise_to_score(v if v is not None else fill) for v in levels)
+        return SliceScores(
+            scores=scores,
+            measures={"noise_hu": series_noise},
+            slice_measures=tuple({"noise_hu": float("nan") if v is None else v} for v in levels),
+            explanations={"noise_hu": f"image noise {series_noise:.1f} HU in soft tissue"},
+        )
+
+    def _score_mr(self, series: SeriesInput) -> SliceScores:
+        snr, per_slice = mr_snr(series.slices)
+        focus = efc(series.slices)
+        fill = snr if math.isfinite(snr) else MR_SNR_BEST
+        scores = tuple(mr_snr_to_score(v if math.isfinite(v) else fill) for v in per_slice)
+        return SliceScores(
+            scores=scores,
+            measures={"snr": snr, "efc": focus},
+            slice_measures=tuple({"snr": v} for v in per_slice),
+            explanations={"snr": f"low signal-to-noise ratio ({snr:.1f})", "efc": f"ghosting/blur (EFC {focus:.2f})"},
+        )
+
+
+def ct_noise_to_score(noise_hu: float) -> float:
+    return _log_linear(noise_hu, CT_NOISE_WORST_HU, CT_NOISE_BEST_HU)
+
+
+def mr_snr_to_score(snr: float) -> float:
+    return _log_linear(snr, MR_SNR_WORST, MR_SNR_BEST)
+
+
+def _log_linear(value: float, zero_at: float, best_at: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        return 0.0 if zero_at < best_at else SCORE_MAX
+    t = (math.log(value) - math.log(zero_at)) / (math.log(best_at) - math.log(zero_at))
+    return float(SCORE_MAX * min(1.0, max(0.0, t)))
+
+
+def _mr_masks(vol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Head/body mask by Otsu threshold (filled, dilated); background = air well away from it."""
+    thr = _otsu(vol)
+    fg = np.zeros(vol.shape, bool)
+    bg = np.zeros(vol.shape, bool)
+    for i, s in enumerate(vol):
+        # Signal: above the Otsu threshold. Head/body extent: a much lower threshold, filled, so dark
+        # tissue (skull, CSF) is not mistaken for air; air is what lies well outside that extent.
+        fg[i] = ndimage.binary_opening(s > thr, iterations=1)
+        body = ndimage.binary_fill_holes(ndimage.binary_closing(s > thr / 4, iterations=2))
+        grow = max(2, s.shape[0] // 32)
+        air = ~ndimage.binary_dilation(body, iterations=grow)
+        if air.mean() < 0.05:  # heavy noise fills the air above the low threshold: use the signal mask
+            air = ~ndimage.binary_dilation(fg[i], iterations=grow)
+        bg[i] = air
+    return fg, bg
+
+
+def _snr(fg: np.ndarray, bg: np.ndarray) -> float:
+    if fg.size < 50 or bg.size < 50:
+        return float("nan")
+    # Zero-filled air (some vendors clip the background) has no measurable noise: SNR is then high.
+    noise = max(float(np.std(bg)) / _RAYLEIGH_STD_FACTOR, 1e-6 * max(float(np.mean(fg)), 1e-6))
+    return float(np.mean(fg) / noise) if noise > 0 else float("inf")
+
+
+def _otsu(values: np.ndarray) -> float:
+    v = values[np.isfinite(values)].ravel()
+    hist, edges = np.histogram(v, bins=256)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres) / np.maximum(w0, 1)
+    m1 = (np.sum(hist * centres) - np.cumsum(hist * centres)) / np.maximum(w1, 1)
+    between = w0 * w1 * (m0 - m1) ** 2
+    return float(centres[int(np.argmax(between))])
