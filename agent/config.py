@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, TypeVar, Union
 
 import yaml
-
 from mediqa.agent.errors import ConfigError
 
 T = TypeVar("T")
@@ -76,7 +75,7 @@ class ThresholdConfig:
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    scorer: str = "learned"  # learned (ONNX model) or classical (noise measures, the baseline)
+    scorer: str = "classical"  # classical (noise measures, the baseline) or learned (ONNX model)
     model: str = "default"  # "default" = the embedded edge model, or a path to an .onnx file
     backends: tuple[str, ...] = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
     threads: int = 2

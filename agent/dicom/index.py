@@ -60,7 +60,9 @@ def read_header(path: str | os.PathLike[str], *, skip_derived: bool = True, skip
     if st.st_size == 0:
         raise _skip("empty_file", "zero bytes (still being written?)", retry=True)
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
+        with open(path, "rb") as fh:  # read-only: the agent never writes into the export folder
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=_TAGS)
+            pixels_complete = _pixel_data_complete(fh, ds, st.st_size)
     except PermissionError:
         raise _skip("permission_denied", "the agent's user cannot read this file") from None
     except InvalidDicomError:
@@ -68,11 +70,15 @@ def read_header(path: str | os.PathLike[str], *, skip_derived: bool = True, skip
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         # A truncated file parses as far as it goes and then fails: it may still be arriving.
         raise _skip("unreadable", f"{type(exc).__name__}: {exc}"[:160], retry=True) from None
-    sop_class = str(ds.get("SOPClassUID", "") or _meta(ds, "MediaStorageSOPClassUID"))
+    # The file meta (first bytes of the file) names the SOP class even when the rest is still arriving.
+    sop_class = str(_meta(ds, "MediaStorageSOPClassUID") or ds.get("SOPClassUID", ""))
     if sop_class == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
         raise _skip("dicomdir", "media directory, not an image")
     if sop_class not in IMAGE_SOP_CLASSES:
         raise _skip("not_ct_mr_image", f"SOP class {sop_class or 'missing'}")
+    if not pixels_complete:
+        # pydicom parses a truncated header happily: without this check a half-written file would be indexed.
+        raise _skip("incomplete", "pixel data missing or shorter than announced (still being written?)", retry=True)
     if "SeriesInstanceUID" not in ds or "SOPInstanceUID" not in ds:
         raise _skip("missing_uid", "no SeriesInstanceUID/SOPInstanceUID")
     image_type = tuple(str(v).upper() for v in _list(ds.get("ImageType")))
@@ -83,6 +89,44 @@ def read_header(path: str | os.PathLike[str], *, skip_derived: bool = True, skip
     if not ds.get("Rows") or not ds.get("Columns"):
         raise _skip("no_pixels", "no Rows/Columns")
     return _record(path, st, ds, sop_class, image_type)
+
+
+_SEQ_DELIMITER_LE = bytes.fromhex("feffdde000000000")
+_SEQ_DELIMITER_BE = bytes.fromhex("fffee0dd00000000")
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
+
+
+def _pixel_data_complete(fh: Any, ds: Dataset, size: int) -> bool:
+    """True when the PixelData element that follows the header is entirely in the file.
+
+    ``stop_before_pixels`` leaves the file positioned at the PixelData tag. Native pixel data has a
+    length to check against the file size; encapsulated (compressed) data must end with the
+    sequence delimitation item.
+    """
+    syntax = _meta(ds, "TransferSyntaxUID")
+    big = syntax == "1.2.840.10008.1.2.2"
+    implicit = syntax == "1.2.840.10008.1.2"
+    pos = fh.tell()
+    head = fh.read(12)
+    if len(head) < 8:
+        return False
+    order = "big" if big else "little"
+    group, elem = int.from_bytes(head[0:2], order), int.from_bytes(head[2:4], order)
+    if (group, elem) != (0x7FE0, 0x0010):
+        return (group, elem) > (0x7FE0, 0x0010)  # some other trailing element: pixels were not expected here
+    if implicit:
+        length, start = int.from_bytes(head[4:8], order), pos + 8
+    elif head[4:6] in _LONG_VRS:
+        if len(head) < 12:
+            return False
+        length, start = int.from_bytes(head[8:12], order), pos + 12
+    else:
+        length, start = int.from_bytes(head[6:8], order), pos + 8
+    if length == 0xFFFFFFFF:
+        fh.seek(max(start, size - 1024))
+        tail = fh.read()
+        return (_SEQ_DELIMITER_BE if big else _SEQ_DELIMITER_LE) in tail
+    return start + length <= size
 
 
 def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_type: tuple[str, ...]

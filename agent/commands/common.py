@@ -1,0 +1,53 @@
+"""Options and set-up shared by the agent's commands (config, state dir, scorer)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from mediqa.agent.config import AgentConfig, load_config
+
+log = logging.getLogger("mediqa")
+
+
+def add_config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="YAML", help="agent configuration (default: the packaged configs/agent.yaml)")
+    p.add_argument("--state-dir", metavar="DIR", help="override state_dir (SQLite state, results, engine cache)")
+    p.add_argument("--scorer", choices=("learned", "classical"), help="override scoring.scorer")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                   help="override any config key, e.g. --set completion.quiet_period_s.CT=3 (YAML value)")
+
+
+def config_from_args(args: argparse.Namespace, **extra: Any) -> AgentConfig:
+    import yaml
+
+    overrides: dict[str, Any] = dict(extra)
+    if getattr(args, "state_dir", None):
+        overrides["state_dir"] = args.state_dir
+    if getattr(args, "scorer", None):
+        overrides["scoring.scorer"] = args.scorer
+    for item in getattr(args, "set", []) or []:
+        key, _, value = item.partition("=")
+        overrides[key.strip()] = yaml.safe_load(value)
+    config = load_config(getattr(args, "config", None), overrides)
+    logging.getLogger().setLevel(config.log_level.upper() if not getattr(args, "verbose", 0) else logging.DEBUG)
+    return config
+
+
+def log_config(config: AgentConfig) -> None:
+    log.info("resolved config: %s", json.dumps(config.to_dict(), sort_keys=True))
+
+
+def ensure_folder(path: str | None, config: AgentConfig) -> Path:
+    from mediqa.agent.errors import ConfigError
+
+    chosen = path or config.watch.folder
+    if not chosen:
+        raise ConfigError("no export folder given", "pass --folder DIR or set watch.folder in the config")
+    folder = Path(chosen).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"export folder {folder} does not exist or is not a folder", "check the path / the mount")
+    return folder

@@ -1,0 +1,66 @@
+"""``mediqa watch``: the agent. Watches the export folder (read-only) and reports every series."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from mediqa.agent.commands.common import add_config_options, config_from_args, ensure_folder, log_config
+
+log = logging.getLogger("mediqa.watch")
+
+HELP = """\
+Watch a scanner's DICOM export folder and score each series once it is complete (quiet for a
+while, or its expected instance count reached). One line per series; a retake is highlighted and
+logged as a WARNING. The export folder is only read: state and results go to the state dir.
+
+examples:
+  mediqa watch --folder /data/export
+  mediqa watch --folder /mnt/share --set watch.mode=polling   network shares get no file events
+  mediqa watch --config /etc/mediqa/agent.yaml                the service's way
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("watch", help="run the agent on an export folder", description=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--folder", help="the export folder (overrides watch.folder)")
+    p.add_argument("--exit-when-idle", type=float, metavar="SECONDS",
+                   help="stop after this long with nothing pending (demos, tests)")
+    add_config_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mediqa.agent.report.console import ConsoleReporter
+    from mediqa.agent.scoring.factory import make_scorer
+    from mediqa.agent.service import Agent
+
+    config = config_from_args(args)
+    folder = ensure_folder(args.folder, config)
+    log_config(config)
+    scorer = make_scorer(config)
+    log.info("scorer %s on %s ready", scorer.name, scorer.backend)
+    agent = Agent(config, scorer, folder, on_result=ConsoleReporter(config.report.color))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if args.exit_when_idle is not None:
+        threading.Thread(target=_stop_when_idle, args=(agent, stop, args.exit_when_idle), daemon=True).start()
+    agent.run(stop, watch=True)
+    log.info("stopped")
+    return 0
+
+
+def _stop_when_idle(agent: object, stop: threading.Event, seconds: float) -> None:
+    import time
+
+    quiet_since = time.monotonic()
+    while not stop.wait(0.25):
+        if agent.idle():  # type: ignore[attr-defined]
+            if time.monotonic() - quiet_since >= seconds:
+                stop.set()
+        else:
+            quiet_since = time.monotonic()

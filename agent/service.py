@@ -1,0 +1,191 @@
+"""The agent loop: events -> ready files -> indexed instances -> complete series -> results.
+
+Single-threaded on purpose: watchdog's thread only enqueues paths; this loop owns the tracker,
+the clock and the scorer, so ordering is simple and a restart resumes from the database.
+A bad file is logged with its reason and never stops the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mediqa.agent.config import AgentConfig
+from mediqa.agent.dicom.index import read_header
+from mediqa.agent.dicom.volume import plan_series
+from mediqa.agent.errors import ConfigError, DicomSkip, MediqaError
+from mediqa.agent.report.store import ResultStore
+from mediqa.agent.scoring.base import Scorer, SeriesResult
+from mediqa.agent.scoring.pipeline import score_layout
+from mediqa.agent.series.tracker import SeriesTracker, connect
+from mediqa.agent.watch.watcher import FolderWatcher, PathEvent, walk_files
+
+log = logging.getLogger(__name__)
+
+ResultCallback = Callable[[SeriesResult, int], None]
+
+
+@dataclass
+class _Pending:
+    size: int
+    mtime_ns: int
+    changed_at: float
+    closed: bool
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, scorer: Scorer, folder: Path, *, clock: Callable[[], float] = time.time,
+                 on_result: ResultCallback | None = None) -> None:
+        self.config = config
+        self.folder = folder.resolve()
+        state = config.state_path.resolve()
+        if state == self.folder or self.folder in state.parents:
+            raise ConfigError(f"state_dir {state} is inside the export folder",
+                              "the agent never writes there: choose a state_dir elsewhere")
+        self.scorer = scorer
+        self.clock = clock
+        self.on_result = on_result
+        self.tracker = SeriesTracker(connect(state / "state.sqlite"), config.completion, clock)
+        jsonl = Path(config.report.jsonl)
+        self.store = ResultStore(self.tracker, jsonl if jsonl.is_absolute() else state / jsonl, clock)
+        self.events: queue.Queue[PathEvent] = queue.Queue()
+        self._pending: dict[str, _Pending] = {}
+        self._last_reconcile = float("-inf")
+        self.skipped: dict[str, str] = {}
+
+    # --- intake --------------------------------------------------------------------------------
+    def offer(self, path: str, closed: bool = False) -> None:
+        """A path may hold a new or changed file: remember it until it is stable, then parse it."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return  # gone again (a temp file renamed away)
+        if not os.path.isfile(path) or self.tracker.file_known(path, st.st_size, st.st_mtime_ns):
+            return
+        prev = self._pending.get(path)
+        if prev is None or (prev.size, prev.mtime_ns) != (st.st_size, st.st_mtime_ns):
+            self._pending[path] = _Pending(st.st_size, st.st_mtime_ns, self.clock(), closed)
+        elif closed:
+            prev.closed = True
+
+    def reconcile(self) -> int:
+        """Walk the whole export folder; enqueue files the events missed. Returns how many were new."""
+        before = len(self._pending)
+        for path in walk_files(self.folder):
+            self.offer(path)
+        self._last_reconcile = self.clock()
+        return len(self._pending) - before
+
+    def _drain(self, timeout: float) -> None:
+        try:
+            event = self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            if event.rescan:
+                for path in walk_files(Path(event.path)):
+                    self.offer(path)
+            else:
+                self.offer(event.path, event.closed)
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _index_ready(self) -> None:
+        now = self.clock()
+        for path, pend in list(self._pending.items()):
+            try:
+                st = os.stat(path)
+            except OSError:
+                del self._pending[path]
+                continue
+            if (st.st_size, st.st_mtime_ns) != (pend.size, pend.mtime_ns):
+                self._pending[path] = _Pending(st.st_size, st.st_mtime_ns, now, False)
+                continue
+            if not pend.closed and now - pend.changed_at < self.config.watch.file_stable_s:
+                continue
+            self._index(path, st)
+
+    def _index(self, path: str, st: os.stat_result) -> None:
+        ingest = self.config.ingest
+        try:
+            record = read_header(path, skip_derived=ingest.skip_derived, skip_localizers=ingest.skip_localizers)
+        except DicomSkip as skip:
+            retry = bool(getattr(skip, "retry", False))
+            attempts = self.tracker.record_skip(path, st.st_size, st.st_mtime_ns, skip.reason, final=not retry)
+            if retry and attempts < ingest.max_retries:
+                self._pending[path] = _Pending(st.st_size, st.st_mtime_ns, self.clock(), False)
+                log.debug("not ready yet (%s, try %d): %s", skip.reason, attempts, os.path.basename(path))
+                return
+            if retry:
+                self.tracker.record_skip(path, st.st_size, st.st_mtime_ns, skip.reason, final=True)
+            self._pending.pop(path, None)
+            self.skipped[path] = skip.reason
+            log.info("skipped %s: %s", os.path.basename(path), skip)
+            return
+        self._pending.pop(path, None)
+        self.tracker.add(record)
+
+    # --- scoring -------------------------------------------------------------------------------
+    def _score_due(self) -> list[SeriesResult]:
+        results = []
+        for st in self.tracker.due():
+            records = self.tracker.records(st.series_uid)
+            try:
+                layout = plan_series(records)
+                result = score_layout(layout, self.scorer, self.config)
+            except MediqaError as exc:
+                log.error("series %s could not be scored: %s", st.series_key, exc)
+                self._give_up(st.series_uid, st.generation, str(exc))
+                continue
+            except Exception:  # a bug in one series must not stop the agent: log with traceback
+                log.exception("series %s: scoring failed", st.series_key)
+                self._give_up(st.series_uid, st.generation, "internal error (see log)")
+                continue
+            result_id = self.store.save(result, st.generation)
+            if result_id is None:
+                continue
+            results.append(result)
+            if self.on_result:
+                self.on_result(result, result_id)
+        return results
+
+    def _give_up(self, series_uid: str, generation: int, why: str) -> None:
+        with self.tracker.transaction() as db:
+            self.tracker.mark_scored(db, series_uid, generation)
+        log.warning("series marked done without a score: %s", why)
+
+    # --- loop ----------------------------------------------------------------------------------
+    def step(self, wait_s: float = 0.0) -> list[SeriesResult]:
+        """One pass: take events, parse stable files, score complete series, reconcile when due."""
+        self._drain(wait_s)
+        if self.clock() - self._last_reconcile >= self.config.watch.reconcile_interval_s:
+            self.reconcile()
+        self._index_ready()
+        return self._score_due()
+
+    def idle(self) -> bool:
+        return not self._pending and self.events.empty() and self.tracker.next_deadline() is None
+
+    def run(self, stop: threading.Event, watch: bool = True, tick_s: float = 0.2) -> None:
+        """Run until ``stop`` is set. With ``watch``, file events feed the loop; else only periodic scans."""
+        watcher = None
+        if watch:
+            watcher = FolderWatcher(self.folder, self.events, self.config.watch.mode,
+                                    self.config.watch.poll_interval_s)
+            watcher.start()
+        self.reconcile()  # files that arrived while the agent was stopped
+        try:
+            while not stop.is_set():
+                self.step(wait_s=tick_s)
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            self.scorer.close()
