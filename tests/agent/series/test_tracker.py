@@ -1,0 +1,94 @@
+"""Series completion with an injected clock: quiet period, early completion, re-open, restart."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from mediqa.agent.config import CompletionConfig
+from mediqa.agent.dicom.records import FrameGeometry, InstanceRecord
+from mediqa.agent.series.tracker import SeriesTracker, connect
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _rec(i: int, series: str = "1.2.3", expected: int | None = None, modality: str = "CT") -> InstanceRecord:
+    return InstanceRecord(
+        path=f"/x/{series}/{i}", size=1, mtime_ns=1, sop_instance_uid=f"{series}.{i}", series_uid=series,
+        study_uid="9", sop_class_uid="1.2.840.10008.5.1.4.1.1.2", transfer_syntax="1.2.840.10008.1.2.1",
+        modality=modality, rows=8, columns=8, instance_number=i, images_in_acquisition=expected,
+        frames=(FrameGeometry((0.0, 0.0, float(i)), (1, 0, 0, 0, 1, 0)),))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def _tracker(tmp_path, clock, **kw) -> SeriesTracker:
+    cfg = CompletionConfig(quiet_period_s={"default": 10.0, "CT": 5.0}, **kw)
+    return SeriesTracker(connect(tmp_path / "s.sqlite"), cfg, clock)
+
+
+def test_complete_after_modality_quiet_period(tmp_path, clock):
+    t = _tracker(tmp_path, clock)
+    for i in range(3):
+        t.add(_rec(i))
+    clock.now += 4.9
+    assert t.due() == []
+    clock.now += 0.2
+    (st,) = t.due()
+    assert st.instances == 3 and st.state == "complete"
+
+
+def test_early_completion_on_expected_count(tmp_path, clock):
+    t = _tracker(tmp_path, clock)
+    for i in range(3):
+        t.add(_rec(i, expected=3))
+        assert bool(t.due()) == (i == 2)
+
+
+def test_duplicate_instance_counts_once(tmp_path, clock):
+    t = _tracker(tmp_path, clock)
+    assert t.add(_rec(1))
+    assert not t.add(replace(_rec(1), path="/elsewhere/1"))
+    assert t.state("1.2.3").instances == 1
+
+
+def test_late_instance_reopens_and_scoring_is_guarded(tmp_path, clock):
+    t = _tracker(tmp_path, clock)
+    t.add(_rec(0))
+    clock.now += 6
+    (st,) = t.due()
+    with t.transaction() as db:
+        assert t.mark_scored(db, st.series_uid, st.generation)
+    t.add(_rec(1))
+    assert t.state("1.2.3").state == "reopened"
+    clock.now += 6
+    (again,) = t.due()
+    assert again.instances == 2 and again.generation == 1
+    # A stale generation (scored with old data) is refused.
+    with t.transaction() as db:
+        assert not t.mark_scored(db, again.series_uid, 0)
+
+
+def test_restart_resumes_pending_and_not_scored(tmp_path, clock):
+    t = _tracker(tmp_path, clock)
+    t.add(_rec(0, series="a"))
+    t.add(_rec(0, series="b"))
+    clock.now += 6
+    for st in t.due():
+        if st.series_uid == "a":
+            with t.transaction() as db:
+                t.mark_scored(db, st.series_uid, st.generation)
+    t2 = _tracker(tmp_path, clock)  # a new process on the same database
+    due = [s.series_uid for s in t2.due()]
+    assert due == ["b"]
+    assert [r.sop_instance_uid for r in t2.records("b")] == ["b.0"]

@@ -1,0 +1,170 @@
+"""End to end: replay real series into a folder; the agent scores each once, survives bad files
+and restarts, and never touches the export folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mediqa.agent.commands.replay import replay
+from mediqa.agent.config import config_from_dict
+from mediqa.agent.scoring.classical import ClassicalScorer
+from mediqa.agent.service import Agent
+
+SERIES = ("dcm_qa_ct/In/Philips/S21570/S2010", "dcm_qa_decubitus/In/HFS/3_t1_fl2d_sag")
+
+
+def _config(state: Path, **extra):
+    raw = {"state_dir": str(state), "completion": {"quiet_period_s": {"default": 1.0}},
+           "watch": {"file_stable_s": 0.0, "reconcile_interval_s": 3600.0}, "scoring": {"scorer": "classical"}}
+    raw.update(extra)
+    return config_from_dict(raw)
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*")}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_replay_then_scan_scores_every_series_once(tmp_path, shared_dicom):
+    export = tmp_path / "export"
+    for i, rel in enumerate(SERIES):
+        replay(shared_dicom / rel, export / f"s{i}", rate=0)
+    (export / "junk.txt").write_text("not dicom")
+    (export / "empty.dcm").write_bytes(b"")
+    before = _snapshot(export)
+    clock = Clock()
+    seen = []
+    agent = Agent(_config(tmp_path / "state"), ClassicalScorer(), export, clock=clock,
+                  on_result=lambda r, i: seen.append(r))
+    agent.step()
+    clock.now += 2
+    agent.step()
+    assert sorted(r.n_instances for r in seen) == [28, 35]
+    assert {r.modality for r in seen} == {"CT", "MR"}
+    assert agent.skipped[str(export / "junk.txt")] == "not_dicom"
+    # Nothing more to do: a second pass or a rescan scores nothing again.
+    clock.now += 100
+    agent.reconcile()
+    assert agent.step() == []
+    assert _snapshot(export) == before  # the export folder was only read
+    lines = (tmp_path / "state" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and len({json.loads(x)["series_uid"] for x in lines}) == 2
+
+
+def test_restart_neither_loses_nor_duplicates(tmp_path, shared_dicom):
+    export = tmp_path / "export"
+    replay(shared_dicom / SERIES[0], export / "a", rate=0)
+    clock = Clock()
+    cfg = _config(tmp_path / "state")
+    first = Agent(cfg, ClassicalScorer(), export, clock=clock)
+    first.step()  # indexed, not yet complete: "crash" here
+    replay(shared_dicom / SERIES[1], export / "b", rate=0)  # arrives while the agent is down
+    clock.now += 2
+    results = []
+    second = Agent(cfg, ClassicalScorer(), export, clock=clock, on_result=lambda r, i: results.append(r))
+    second.step()
+    clock.now += 2
+    second.step()
+    assert sorted(r.n_instances for r in results) == [28, 35]
+    third = Agent(cfg, ClassicalScorer(), export, clock=clock, on_result=lambda r, i: results.append(r))
+    clock.now += 5
+    third.step()
+    assert len(results) == 2
+    assert len((tmp_path / "state" / "results.jsonl").read_text().splitlines()) == 2
+
+
+def test_late_instance_supersedes_result(tmp_path, shared_dicom):
+    export = tmp_path / "export"
+    src = shared_dicom / SERIES[0]
+    files = sorted(p for p in src.iterdir() if p.name != "DIRFILE")
+    (export / "a").mkdir(parents=True)
+    for f in files[:-1]:
+        (export / "a" / f.name).write_bytes(f.read_bytes())
+    clock = Clock()
+    agent = Agent(_config(tmp_path / "state"), ClassicalScorer(), export, clock=clock)
+    agent.step()
+    clock.now += 2
+    assert len(agent.step()) == 1
+    (export / "a" / files[-1].name).write_bytes(files[-1].read_bytes())
+    agent.reconcile()
+    agent.step()
+    clock.now += 2
+    (late,) = agent.step()
+    assert late.n_instances == 28
+    live = agent.store.live()
+    assert len(live) == 1 and live[0]["instances"] == 28
+    assert len(agent.store.history()) == 2
+
+
+def test_half_written_file_waits_and_permission_denied_is_skipped(tmp_path, shared_dicom, monkeypatch):
+    import builtins
+
+    import mediqa.agent.dicom.index as index
+
+    export = tmp_path / "export"
+    export.mkdir()
+    data = (shared_dicom / "dcm_qa_ct/In/GE/01.dcm").read_bytes()
+    half = export / "01.dcm"
+    half.write_bytes(data[: len(data) // 2])
+    locked = export / "02.dcm"
+    locked.write_bytes((shared_dicom / "dcm_qa_ct/In/GE/02.dcm").read_bytes())
+    real_open = builtins.open
+
+    def guarded_open(path, *a, **kw):
+        if str(path) == str(locked):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(index, "open", guarded_open, raising=False)
+    clock = Clock()
+    agent = Agent(_config(tmp_path / "state"), ClassicalScorer(), export, clock=clock)
+    agent.step()
+    assert agent.skipped == {str(locked): "permission_denied"}
+    assert agent.tracker.all_states() == []  # the half file is pending, not indexed
+    half.write_bytes(data)
+    os.utime(half, ns=(time.time_ns(), time.time_ns() + 1000))
+    clock.now += 1
+    agent.reconcile()
+    agent.step()
+    agent.step()
+    assert [s.instances for s in agent.tracker.all_states()] == [1]
+
+
+def test_state_dir_inside_export_folder_is_refused(tmp_path):
+    from mediqa.agent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="inside the export folder"):
+        Agent(_config(tmp_path / "export" / "state"), ClassicalScorer(), tmp_path / "export")
+
+
+def test_watch_mode_sees_replayed_series(tmp_path, shared_dicom):
+    export = tmp_path / "export"
+    export.mkdir()
+    results = []
+    agent = Agent(_config(tmp_path / "state"), ClassicalScorer(), export, on_result=lambda r, i: results.append(r))
+    stop = threading.Event()
+    loop = threading.Thread(target=agent.run, args=(stop,), kwargs={"watch": True, "tick_s": 0.05})
+    loop.start()
+    try:
+        replay(shared_dicom / SERIES[0], export / "new" / "nested", rate=500)
+        deadline = time.monotonic() + 20
+        while not results and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        loop.join(timeout=10)
+    assert len(results) == 1 and results[0].n_instances == 28
