@@ -13,8 +13,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from mediqa import __version__
 from mediqa.agent.errors import MediqaError
+
+from mediqa import __version__
 
 # Order is the order shown in --help.
 COMMAND_MODULES = (

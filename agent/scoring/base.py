@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-
 from mediqa.agent.dicom.volume import SeriesLayout
 
 SCORE_MIN, SCORE_MAX = 0.0, 4.0

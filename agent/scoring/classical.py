@@ -15,9 +15,8 @@ import logging
 import math
 
 import numpy as np
-from scipy import ndimage
-
 from mediqa.agent.scoring.base import SCORE_MAX, SeriesInput, SliceScores
+from scipy import ndimage
 
 log = logging.getLogger(__name__)
 
