@@ -1,0 +1,90 @@
+"""ONNX Runtime backends: CPU (the always-there fallback) and CUDA (when onnxruntime-gpu is installed).
+
+One session, created at load and reused for every series. On CPU the thread count is explicit and
+idle threads do not spin (``session.intra_op.allow_spinning = 0``): the console's CPU belongs to the
+scanner software, not to us (https://onnxruntime.ai/docs/performance/tune-performance/threading.html).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mediqa.engines.backends.base import Backend, Skip
+from mediqa.engines.model_io import TensorSpec
+
+logger = logging.getLogger(__name__)
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+              "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,
+              "tensor(int8)": np.int8, "tensor(bool)": np.bool_}
+
+
+def import_ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise Skip("package", "onnxruntime is not installed", "pip install onnxruntime") from None
+    return onnxruntime
+
+
+class OrtBackend(Backend):
+    """``provider``: ``cpu`` or ``cuda``. The CUDA variant refuses to load rather than silently run on CPU."""
+
+    def __init__(self, model_path: str | Path, provider: str = "cpu", threads: int = 2, gpu_index: int = 0,
+                 label: str | None = None) -> None:
+        super().__init__()
+        if provider not in ("cpu", "cuda"):
+            raise ValueError(f"provider must be 'cpu' or 'cuda', got {provider!r}")
+        self.model_path = Path(model_path)
+        self.provider = provider
+        self.threads = threads
+        self.gpu_index = gpu_index
+        self.name = f"onnxruntime-{provider}"
+        self.label = label
+        self._session: Any = None
+
+    def describe(self) -> str:
+        extra = f"{self.threads} threads" if self.provider == "cpu" else f"GPU {self.gpu_index}"
+        label = f" {self.label}" if self.label else ""
+        return f"{self.name}{label} ({self.model_path.name}, {extra})"
+
+    def _load(self) -> None:
+        ort = import_ort()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        opts.log_severity_level = 3  # ORT's own warnings (fp16 cast insertion ...) stay out of the agent log
+        if self.provider == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise Skip("package", "onnxruntime has no CUDAExecutionProvider (the CPU-only package is "
+                           "installed)", "pip install onnxruntime-gpu instead of onnxruntime")
+            providers: list[Any] = [("CUDAExecutionProvider", {"device_id": self.gpu_index}),
+                                    "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        try:
+            session = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=providers)
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/RuntimeException types
+            raise Skip("load", f"onnxruntime could not load {self.model_path.name}: {exc}") from None
+        if self.provider == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+            raise Skip("gpu", "onnxruntime's CUDA provider did not initialise (no GPU or driver/CUDA mismatch)",
+                       "check `nvidia-smi` and the CUDA/cuDNN versions onnxruntime-gpu needs")
+        self._session = session
+        self.input_specs = {
+            i.name: TensorSpec(i.name, np.dtype(_ORT_TYPES.get(i.type, np.float32)), tuple(i.shape))
+            for i in session.get_inputs()}
+        self.output_names = tuple(o.name for o in session.get_outputs())
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self._session.run(list(self.output_names), dict(feed))
+        return dict(zip(self.output_names, outputs, strict=True))
+
+    def _close(self) -> None:
+        self._session = None
