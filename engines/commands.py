@@ -1,0 +1,196 @@
+"""What the ``mediqa engine`` subcommands do (argument parsing lives in ``engines/cli.py``).
+
+User errors are raised as MediqaError (the CLI prints one line and exits 1); output is plain text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from mediqa.agent.errors import BackendUnavailable, MediqaError, ModelError
+
+logger = logging.getLogger(__name__)
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from mediqa.agent.config import load_config
+
+    return load_config(getattr(args, "config", None))
+
+
+def resolve_cache(args: argparse.Namespace) -> Any:
+    from mediqa.engines.cache.store import EngineCache
+
+    if args.cache:
+        return EngineCache(args.cache)
+    cfg = _config(args)
+    return EngineCache(cfg.scoring.engine_cache or cfg.state_path / "engines")
+
+
+def resolve_model(args: argparse.Namespace) -> Path:
+    if args.model:
+        return Path(args.model)
+    try:
+        from mediqa.agent.scoring.models import default_model_path
+    except ImportError:
+        raise ModelError("this build has no embedded default model yet", "pass MODEL.onnx explicitly") from None
+    path = Path(default_model_path())
+    if not path.is_file():
+        raise ModelError(f"the embedded default model {path} is missing", "pass MODEL.onnx explicitly")
+    return path
+
+
+def resolve_golden(args: argparse.Namespace, model: Path, cache: Any) -> Any:
+    """--golden FILE, else the cached golden set for this model, else build one from --golden-dicom."""
+    from mediqa.engines.gate.golden import GoldenSet
+    from mediqa.engines.model_io import read_model_card, read_model_info
+
+    if args.golden:
+        return GoldenSet.load(args.golden)
+    info = read_model_info(model)
+    cached = cache.root / "golden" / f"{info.sha256[:16]}.npz"
+    if cached.is_file() and not args.golden_dicom:
+        logger.info("golden set: %s", cached)
+        return GoldenSet.load(cached)
+    if not args.golden_dicom:
+        raise ModelError(f"no golden set for model {model.name}",
+                         "pass --golden FILE.npz, or --golden-dicom DIR with real CT/MR series to build one")
+    from mediqa.engines.gate.golden_dicom import build_golden_from_dicom
+
+    golden = build_golden_from_dicom(Path(args.golden_dicom), read_model_card(info), slices=_slices(args))
+    golden.save(cached)
+    logger.info("golden set built from %s and saved to %s", args.golden_dicom, cached)
+    return golden
+
+
+def _slices(args: argparse.Namespace) -> int:
+    return int(args.slices) if args.slices else int(_config(args).scoring.slices)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from mediqa.engines.builder.layers import describe_counts
+    from mediqa.engines.builder.pipeline import build_engine
+    from mediqa.engines.gate.accuracy import DEFAULT_TOLERANCE
+
+    model, cache = resolve_model(args), resolve_cache(args)
+    golden = resolve_golden(args, model, cache)
+    outcome = build_engine(model, cache, golden, gpu_index=args.gpu, slices=_slices(args), typing=args.typing,
+                           force=args.force, tolerance=args.tolerance or DEFAULT_TOLERANCE)
+    m = outcome.manifest
+    print(f"FP16 ONNX: {outcome.fp16.path}\n  {outcome.fp16.gate.summary()}")
+    state = "up to date" if outcome.up_to_date else "built and installed"
+    print(f"engine {m.key[:12]} {state}: {outcome.directory}")
+    print(f"  TensorRT {m.tensorrt_version}, {m.gpu.get('name')} ({m.sm}), mode: {m.build.get('mode')}")
+    print(f"  layers: {describe_counts(m.layer_precisions)}")
+    diff = float(m.accuracy.get("max_abs_diff", float("nan")))
+    print(f"  gate: {'PASS' if m.gate_passed else 'FAIL'}, max |diff| {diff:.4f}")
+    return 0
+
+
+def _here() -> tuple[str | None, dict[str, Any] | None, str]:
+    """(TensorRT version, GPU key fields, note) for marking matching entries."""
+    from mediqa.engines.backends.tensorrt import import_tensorrt
+    from mediqa.engines.gpu import probe_gpu
+
+    notes = []
+    try:
+        trt_version: str | None = str(import_tensorrt().__version__)
+    except BackendUnavailable as exc:
+        trt_version = None
+        notes.append(str(exc))
+    try:
+        gpu = probe_gpu(0, allow_smi=True)
+        fields: dict[str, Any] | None = gpu.key_fields()
+        notes.append(gpu.describe())
+    except BackendUnavailable as exc:
+        fields = None
+        notes.append(str(exc))
+    return trt_version, fields, "; ".join(notes)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    cache = resolve_cache(args)
+    entries = list(cache.entries())
+    if args.json:
+        print(json.dumps([e.manifest.to_dict() if e.manifest else {"directory": str(e.directory),
+                          "problem": e.problem} for e in entries], indent=2))
+        return 0
+    trt_version, gpu_fields, note = _here()
+    print(f"engine cache {cache.root}: {len(entries)} engine(s); here: {note}")
+    for e in entries:
+        if e.manifest is None:
+            print(f"  ! {e.directory.name}: unusable ({e.problem})")
+            continue
+        m = e.manifest
+        match = gpu_fields is not None and m.gpu == gpu_fields and m.tensorrt_version == trt_version
+        model = f"{m.model.get('name', '?')} ({m.components['model_sha256'][:12]})"
+        print(f"  {'*' if match else ' '} {m.key[:12]} {model} {m.gpu.get('name', '?')} {m.sm}, "
+              f"TensorRT {m.tensorrt_version}, built {m.build.get('time_utc', '?')}, "
+              f"gate {'PASS' if m.gate_passed else 'FAIL'}")
+    if entries:
+        print("  (* = loadable by this GPU and TensorRT)")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from mediqa.engines.builder.verify import check_integrity, verify_engine
+
+    cache = resolve_cache(args)
+    rows = check_integrity(cache)
+    for row in rows:
+        print(f"  {'ok ' if row.ok else 'BAD'} {row.directory.name}: {row.detail}")
+    bad = [r for r in rows if not r.ok]
+    print(f"integrity: {len(rows) - len(bad)}/{len(rows)} plans match their manifests")
+    model = resolve_model(args)
+    try:
+        gate = verify_engine(model, cache, resolve_golden(args, model, cache), gpu_index=args.gpu,
+                             slices=_slices(args))
+    except BackendUnavailable as exc:
+        raise MediqaError(f"cannot re-run the accuracy gate here: {exc}",
+                          "run `mediqa engine verify` on the console with the GPU") from None
+    print(gate.summary())
+    return 0 if gate.passed and not bad else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from mediqa.engines.backends.onnxrt import OrtBackend
+    from mediqa.engines.bench import bench_backend, synthetic_feed
+    from mediqa.engines.cache.key import series_batch
+    from mediqa.engines.model_io import read_model_card, read_model_info
+
+    model, cache = resolve_model(args), resolve_cache(args)
+    cfg = _config(args)
+    threads = args.threads or cfg.scoring.threads
+    info = read_model_info(model)
+    card = read_model_card(info)
+    batch = series_batch(card, _slices(args))
+    size = getattr(getattr(card, "preprocessing", None), "crop_size", None)
+    items = {s.name: tuple(size if d is None or isinstance(d, str) else d for d in s.shape[1:])
+             for s in info.inputs} if size else None
+    feed = synthetic_feed(info, batch, items)
+    slices = _slices(args)
+    rows = [bench_backend(lambda: _trt_from_cache(model, cache, args.gpu, slices), "tensorrt (cached engine)",
+                          feed, args.runs)]
+    rows.append(bench_backend(lambda: OrtBackend(model, "cuda", threads, args.gpu), "onnxruntime-cuda fp32", feed,
+                              args.runs))
+    rows.append(bench_backend(lambda: OrtBackend(model, "cpu", threads), f"onnxruntime-cpu fp32 ({threads} thr)",
+                              feed, args.runs))
+    fp16 = cache.fp16_path(info.sha256)
+    if fp16.is_file():
+        rows.append(bench_backend(lambda: OrtBackend(fp16, "cpu", threads, label="fp16"),
+                                  f"onnxruntime-cpu fp16-onnx ({threads} thr)", feed, args.runs))
+    print(f"latency per series ({batch} crops, {args.runs} runs, median / p90) for {model.name}:")
+    for row in rows:
+        print(row.line())
+    return 0
+
+
+def _trt_from_cache(model: Path, cache: Any, gpu_index: int, slices: int) -> Any:
+    from mediqa.engines.backends.chain import select_backend
+
+    backend, _ = select_backend(model, ("tensorrt",), engine_cache=cache.root, gpu_index=gpu_index, slices=slices)
+    return backend
