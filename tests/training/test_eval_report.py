@@ -1,0 +1,50 @@
+"""Evaluation: metrics behave, the report holds every row, ONNX and checkpoint give the same numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mediqa.agent.cli import main
+from mediqa.training.eval_metrics import krocc, plcc, roc_auc, srcc
+from synthetic_dataset import make_dataset
+
+TINY = Path(__file__).resolve().parents[2] / "configs" / "train" / "tiny.yaml"
+
+
+def test_metrics_on_known_cases() -> None:
+    x = np.linspace(0, 4, 40)
+    y = 4 / (1 + np.exp(-(x - 2) * 3))  # monotonic, non-linear
+    assert srcc(x, y) == pytest.approx(1.0) and krocc(x, y) == pytest.approx(1.0)
+    assert plcc(x, y) > 0.999  # the logistic fit linearises it
+    assert srcc(x, -y) == pytest.approx(-1.0)
+    assert math.isnan(srcc([1, 1, 1], [1, 2, 3]))
+    assert roc_auc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
+    assert roc_auc([0.5, 0.5], [True, False]) == 0.5
+    assert math.isnan(roc_auc([0.1, 0.2], [False, False]))
+
+
+def test_eval_table_and_onnx_parity(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path)
+    out = tmp_path / "run"
+    common = ["--config", str(TINY), "--set", f"data={data}", "--set", f"out={out}"]
+    assert main(["train", *common, "--stage", "1", "--set", "stage1.epochs=1"]) == 0
+    assert main(["train", *common, "--stage", "2", "--set", "stage2.epochs=1"]) == 0
+    ckpt = out / "stage2" / "last.pt"
+    assert main(["export", "onnx", str(ckpt)]) == 0
+    assert main(["eval", str(ckpt), "--data", str(data), "--out", str(tmp_path / "ev_pt"),
+                 "--compare", f"onnx copy={ckpt.with_suffix('.onnx')}"]) == 0
+    table = (tmp_path / "ev_pt" / "table.md").read_text()
+    for row in ("classical", "onnx copy", "ours"):
+        assert row in table
+    assert (tmp_path / "ev_pt" / "scatter_quality.png").is_file()
+    assert (tmp_path / "ev_pt" / "scatter_heads.png").is_file()
+    results = json.loads((tmp_path / "ev_pt" / "metrics.json").read_text())["results"]
+    onnx_row, ours = results["onnx copy"], results["ours (MANIQA + prompts, crops)"]
+    assert onnx_row["all"]["srcc"] == pytest.approx(ours["all"]["srcc"], abs=1e-6)
+    assert set(ours["heads"]) == {"ct_dose", "mr_snr"}
+    assert set(ours["modality"]) == {"CT", "MR"}
+    assert ours["n_clean_series"] > 0 and 0.0 <= ours["false_alert_rate"] <= 1.0

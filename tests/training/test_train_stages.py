@@ -1,0 +1,80 @@
+"""Both training stages end to end on the synthetic data set: checkpoints, card, resume, curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from mediqa.agent.cli import main
+from mediqa.agent.errors import ConfigError
+from mediqa.agent.scoring.model_card import ModelCard
+from mediqa.training.checkpoint import load_model, read_checkpoint
+from mediqa.training.losses import physics_loss, ranking_loss
+from mediqa.training.train_config import load_config
+from synthetic_dataset import make_dataset
+
+TINY = Path(__file__).resolve().parents[2] / "configs" / "train" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("train")
+    data = make_dataset(root)
+    out = root / "run"
+    assert main(["train", "--config", str(TINY), "--set", f"data={data}", "--set", f"out={out}"]) == 0
+    return data, out
+
+
+def test_stage_outputs_and_model_card(trained: tuple[Path, Path]) -> None:
+    data, out = trained
+    for stage in ("stage1", "stage2"):
+        for name in ("last.pt", "best.pt", "curves.png", "config.yaml"):
+            assert (out / stage / name).is_file(), f"{stage}/{name}"
+    model, card, payload = load_model(out / "stage2" / "last.pt")
+    assert card.heads == ("ct_dose", "mr_snr")
+    assert card.head_info["ct_dose"]["transform"] == "log2"
+    assert card.thresholds == {"retake_below": 2.0, "worst_slice_below": 1.0}
+    assert card.training["dataset_version"] == "0000" and card.training["stage"] == 2
+    assert card.preprocessing.crop_size == 32 and card.architecture["vit_dim"] == 32
+    assert "val_srcc_quality" in card.metrics["val"]
+    assert payload["config"]["data"] == str(data) and payload["state"]["epoch"] == 2
+    assert ModelCard.from_json(card.to_json()) == card
+    quality, physics = model(torch.zeros(2, 3, 32, 32), torch.zeros(2, 4, dtype=torch.long))
+    assert quality.shape == (2,) and physics.shape == (2, 2)
+
+
+def test_stage2_starts_from_stage1(trained: tuple[Path, Path]) -> None:
+    _, out = trained
+    s1 = read_checkpoint(out / "stage1" / "last.pt")["model"]
+    s2 = read_checkpoint(out / "stage2" / "last.pt")["model"]
+    assert torch.equal(s1["physics_range"], s2["physics_range"])
+    assert not torch.equal(s1["head.fc_score.0.weight"], s2["head.fc_score.0.weight"])  # fine-tuned
+
+
+def test_resume_continues_the_history(trained: tuple[Path, Path]) -> None:
+    data, out = trained
+    args = ["train", "--config", str(TINY), "--stage", "1", "--resume", "--set", f"data={data}",
+            "--set", f"out={out}", "--set", "stage1.epochs=3"]
+    assert main(args) == 0
+    payload = read_checkpoint(out / "stage1" / "last.pt")
+    assert [h["epoch"] for h in payload["state"]["history"]] == [1, 2, 3]
+
+
+def test_config_typo_is_an_error_with_a_hint(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        load_config(TINY, {"stage1.epoch": 3})
+
+
+def test_physics_loss_ignores_heads_that_do_not_apply() -> None:
+    ranges = torch.tensor([[-4.0, 0.0], [1.0, 6.0]])
+    pred = torch.tensor([[-2.0, 100.0]])
+    target = torch.tensor([[-2.0, float("nan")]])
+    assert float(physics_loss(pred, target, ranges)) == 0.0
+    assert float(physics_loss(pred, torch.tensor([[0.0, float("nan")]]), ranges)) == pytest.approx(0.25)
+
+
+def test_ranking_loss_penalises_inverted_pairs_only() -> None:
+    target = torch.tensor([3.0, 1.0])
+    assert float(ranking_loss(torch.tensor([3.0, 1.0]), target)) == 0.0
+    assert float(ranking_loss(torch.tensor([1.0, 3.0]), target)) > 1.0

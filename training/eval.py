@@ -1,0 +1,150 @@
+"""``mediqa eval``: agreement with the labels on a held-out split, and the retake decision.
+
+Every row of the comparison table scores the same samples: the classical noise scorer of the agent
+core, any ``--compare`` models (MANIQA without prompts, the released MedIQA recipe...) and the model
+under test. Metrics per sample (slice) overall, per modality and per degradation; the retake decision
+per series (samples sharing a series key and a degradation, mean score), as the agent decides it:
+ROC-AUC against "label below retake_below", and the false-alert rate on undegraded series.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mediqa.agent.scoring.model_card import ModelCard
+from mediqa.training.eval_metrics import agreement, roc_auc
+from mediqa.training.eval_report import scatter_plots, write_report
+from mediqa.training.predict import Runner, onnx_runner, predict_samples, torch_runner
+from mediqa.training.trainset import BuiltDataSet, open_dataset
+
+logger = logging.getLogger(__name__)
+
+UNDEGRADED = {"none", "clean", "identity", None}
+
+
+@dataclass
+class Scored:
+    label: str
+    quality: np.ndarray
+    physics: np.ndarray | None  # [n, P] for learned models
+    card: ModelCard | None
+
+
+def load_runner(path: Path) -> tuple[Runner, ModelCard]:
+    if path.suffix == ".onnx":
+        return onnx_runner(path)
+    from mediqa.training.checkpoint import load_model
+
+    model, card, _ = load_model(path)
+    return torch_runner(model, threads=2), card
+
+
+def score_model(label: str, path: Path, ds: BuiltDataSet, idx: list[int]) -> Scored:
+    run, card = load_runner(path)
+    mode = str(card.training.get("input", "crops"))
+    q, p = predict_samples(run, ds, idx, card.preprocessing, card.vocabulary, mode, progress=True)
+    return Scored(label, q, p, card)
+
+
+def score_classical(ds: BuiltDataSet, idx: list[int]) -> Scored | None:
+    """The agent core's noise scorer on each stored slice (NaN where it cannot measure)."""
+    try:
+        from mediqa.agent.scoring import classical
+    except ModuleNotFoundError as exc:
+        if exc.name != "mediqa.agent.scoring.classical":
+            raise
+        logger.warning("classical scorer not available: its row is left out")
+        return None
+    out = np.full(len(idx), np.nan)
+    for k, i in enumerate(idx):
+        img = np.asarray(ds.images[i], dtype=np.float64)
+        if ds.samples[i]["modality"] == "CT":
+            noise = classical.slice_noise_hu(img)
+            out[k] = classical.ct_noise_to_score(noise) if noise is not None else np.nan
+        else:
+            snr, _ = classical.mr_snr(img[None])
+            out[k] = classical.mr_snr_to_score(snr) if math.isfinite(snr) else np.nan
+    return Scored("classical (noise: CT GNL, MR SNR)", out, None, None)
+
+
+def _groups(ds: BuiltDataSet, idx: list[int], key: str) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for k, i in enumerate(idx):
+        s = ds.samples[i]
+        name = s["modality"] if key == "modality" else str((s.get("degradation") or {}).get("type"))
+        groups[name].append(k)
+    return dict(sorted(groups.items()))
+
+
+def series_view(ds: BuiltDataSet, idx: list[int], scores: np.ndarray) -> dict[str, np.ndarray]:
+    """Per series: mean predicted score, mean label, and whether the series is undegraded."""
+    buckets: dict[str, list[int]] = defaultdict(list)
+    for k, i in enumerate(idx):
+        s = ds.samples[i]
+        deg = s.get("degradation") or {}
+        buckets[json.dumps([s.get("series_key"), deg.get("type"), deg.get("params")], sort_keys=True)].append(k)
+    pred, truth, clean = [], [], []
+    for members in buckets.values():
+        pred.append(np.nanmean(scores[members]) if np.isfinite(scores[members]).any() else np.nan)
+        truth.append(np.mean([ds.samples[idx[k]]["quality"] for k in members]))
+        clean.append((ds.samples[idx[members[0]]].get("degradation") or {}).get("type") in UNDEGRADED)
+    return {"pred": np.array(pred), "truth": np.array(truth), "clean": np.array(clean, dtype=bool)}
+
+
+def row_metrics(ds: BuiltDataSet, idx: list[int], scored: Scored, threshold: float) -> dict[str, Any]:
+    truth = np.array([ds.samples[i]["quality"] for i in idx], dtype=np.float64)
+    out: dict[str, Any] = {"all": agreement(scored.quality, truth)}
+    for key in ("modality", "degradation"):
+        out[key] = {name: agreement(scored.quality[m], truth[m]) for name, m in _groups(ds, idx, key).items()}
+    series = series_view(ds, idx, scored.quality)
+    ok = np.isfinite(series["pred"])
+    out["retake_auc"] = roc_auc(-series["pred"][ok], series["truth"][ok] < threshold)
+    clean = series["clean"] & ok
+    out["false_alert_rate"] = float(np.mean(series["pred"][clean] < threshold)) if clean.any() else math.nan
+    out["n_series"], out["n_clean_series"] = int(ok.sum()), int(clean.sum())
+    out["coverage"] = float(np.isfinite(scored.quality).mean()) if len(idx) else math.nan
+    if scored.physics is not None and scored.card is not None:
+        targets = np.stack([ds.targets(i) for i in idx])
+        heads: dict[str, Any] = {}
+        by_degradation = _groups(ds, idx, "degradation")
+        for j, name in enumerate(scored.card.heads):
+            per_deg = {d: agreement(scored.physics[m, j], targets[m, j]) for d, m in by_degradation.items()
+                       if np.isfinite(targets[m, j]).sum() >= 3}
+            heads[name] = {"all": agreement(scored.physics[:, j], targets[:, j]), "degradation": per_deg}
+        out["heads"] = heads
+    return out
+
+
+def evaluate(model: Path, data: Path, out: Path, split: str = "test", compare: list[tuple[str, Path]] | None = None,
+             limit: int | None = None) -> dict[str, Any]:
+    ds = open_dataset(data)
+    idx = ds.split(split)[:limit]
+    if not idx:
+        raise ValueError(f"split '{split}' of {ds.root} is empty")
+    logger.info("evaluating on %d '%s' samples of %s", len(idx), split, ds.root.name)
+    rows: list[Scored] = []
+    classical = score_classical(ds, idx)
+    if classical is not None:
+        rows.append(classical)
+    rows += [score_model(label, path, ds, idx) for label, path in compare or []]
+    main = score_model("ours (MANIQA + prompts, crops)", model, ds, idx)
+    rows.append(main)
+    threshold = float((main.card.thresholds if main.card else {}).get("retake_below", 2.0))
+    results = {r.label: row_metrics(ds, idx, r, threshold) for r in rows}
+    meta = {"data_set": ds.root.name, "data_set_version": ds.version, "split": split, "samples": len(idx),
+            "model": str(model), "retake_below": threshold,
+            "quality_label": ds.manifest.get("quality", {}).get("kind", "proxy")}
+    out.mkdir(parents=True, exist_ok=True)
+    write_report(out, meta, results)
+    truth = np.array([ds.samples[i]["quality"] for i in idx])
+    modality = [ds.samples[i]["modality"] for i in idx]
+    scatter_plots(out, rows, truth, modality, ds, idx)
+    logger.info("report in %s", out)
+    return {"meta": meta, "results": results}
