@@ -115,7 +115,7 @@ def _tensorrt(ctx: ChainContext) -> Backend:
 
 def _build_now(ctx: ChainContext, cache: object, why: Skip) -> tuple[bytes, object]:
     """``build_engines=True`` only: build the missing engine now, then load it through the same checks."""
-    from mediqa.engines.build.pipeline import build_engine
+    from mediqa.engines.builder.pipeline import build_engine
     from mediqa.engines.gate.golden import GoldenSet
 
     if not isinstance(ctx.golden, GoldenSet):
