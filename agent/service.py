@@ -12,12 +12,14 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mediqa.agent.config import AgentConfig
 from mediqa.agent.dicom.index import read_header
+from mediqa.agent.dicom.records import InstanceRecord
 from mediqa.agent.dicom.volume import plan_series
 from mediqa.agent.errors import ConfigError, DicomSkip, MediqaError
 from mediqa.agent.report.store import ResultStore
@@ -56,6 +58,7 @@ class Agent:
         self.store = ResultStore(self.tracker, jsonl if jsonl.is_absolute() else state / jsonl, clock)
         self.events: queue.Queue[PathEvent] = queue.Queue()
         self._pending: dict[str, _Pending] = {}
+        self._saliency_todo: deque[InstanceRecord] = deque()  # filled as instances arrive, drained when idle
         self._last_reconcile = float("-inf")
         self.skipped: dict[str, str] = {}
 
@@ -131,7 +134,26 @@ class Agent:
             log.info("skipped %s: %s", os.path.basename(path), skip)
             return
         self._pending.pop(path, None)
-        self.tracker.add(record)
+        if self.tracker.add(record) and self.config.scoring.selection == "salient":
+            self._saliency_todo.append(record)
+
+    def _saliency_when_idle(self, budget_s: float = 0.05) -> None:
+        """Saliency of arrived slices, in the gaps between arrivals, so completion does not wait for it.
+
+        Header indexing always comes first (it must keep up with the console); whatever is not done
+        by completion is computed then, for the missing slices only.
+        """
+        from mediqa.agent.select.saliency import record_saliency
+
+        deadline = time.perf_counter() + budget_s
+        while self._saliency_todo and time.perf_counter() < deadline:
+            record = self._saliency_todo.popleft()
+            try:
+                values = record_saliency(record)
+            except Exception as exc:  # noqa: BLE001 - saliency is an optimisation; scoring retries it
+                log.debug("saliency on arrival failed for %s: %s", os.path.basename(record.path), exc)
+                continue
+            self.tracker.store_saliency(record.series_uid, values)
 
     # --- scoring -------------------------------------------------------------------------------
     def _score_due(self) -> list[SeriesResult]:
@@ -140,7 +162,15 @@ class Agent:
             records = self.tracker.records(st.series_uid)
             try:
                 layout = plan_series(records)
-                result = score_layout(layout, self.scorer, self.config)
+                saliency = None
+                if self.config.scoring.selection == "salient":
+                    from mediqa.agent.select.saliency import saliency_from_store
+
+                    pending = {id(r) for r in self._saliency_todo if r.series_uid == st.series_uid}
+                    if pending:
+                        self._saliency_todo = deque(r for r in self._saliency_todo if id(r) not in pending)
+                    saliency = saliency_from_store(layout, self.tracker.saliency(st.series_uid))
+                result = score_layout(layout, self.scorer, self.config, saliency=saliency)
             except MediqaError as exc:
                 log.error("series %s could not be scored: %s", st.series_key, exc)
                 self._give_up(st.series_uid, st.generation, str(exc))
@@ -169,7 +199,11 @@ class Agent:
         if self.clock() - self._last_reconcile >= self.config.watch.reconcile_interval_s:
             self.reconcile()
         self._index_ready()
-        return self._score_due()
+        results = self._score_due()
+        if not any(p.closed or self.clock() - p.changed_at >= self.config.watch.file_stable_s
+                   for p in self._pending.values()):
+            self._saliency_when_idle()
+        return results
 
     def idle(self) -> bool:
         return not self._pending and self.events.empty() and self.tracker.next_deadline() is None

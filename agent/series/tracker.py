@@ -34,9 +34,13 @@ CREATE TABLE IF NOT EXISTS series (
 );
 CREATE TABLE IF NOT EXISTS instances (
     sop_uid TEXT PRIMARY KEY, series_uid TEXT NOT NULL, path TEXT NOT NULL, record BLOB NOT NULL,
-    arrived REAL NOT NULL, saliency REAL
+    arrived REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS instances_series ON instances(series_uid);
+CREATE TABLE IF NOT EXISTS slice_saliency (
+    path TEXT NOT NULL, frame INTEGER NOT NULL, tile INTEGER NOT NULL, series_uid TEXT NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (path, frame, tile)
+);
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, status TEXT NOT NULL,
     reason TEXT, attempts INTEGER NOT NULL DEFAULT 0
@@ -118,7 +122,7 @@ class SeriesTracker:
                        (record.path, record.size, record.mtime_ns, "indexed", None))
             if db.execute("SELECT 1 FROM instances WHERE sop_uid=?", (record.sop_instance_uid,)).fetchone():
                 return False
-            db.execute("INSERT INTO instances VALUES (?,?,?,?,?,NULL)",
+            db.execute("INSERT INTO instances VALUES (?,?,?,?,?)",
                        (record.sop_instance_uid, record.series_uid, record.path, pickle.dumps(record), now))
             row = db.execute("SELECT state, instances FROM series WHERE series_uid=?", (record.series_uid,)
                              ).fetchone()
@@ -136,19 +140,22 @@ class SeriesTracker:
                        (state, now, expected, record.series_uid))
         return True
 
-    def set_saliency(self, sop_uid: str, value: float) -> None:
+    def store_saliency(self, series_uid: str, values: dict[tuple[str, int | None, int | None], float]) -> None:
+        """Per-slice saliency computed as instances arrive (key: path, frame, tile; -1 stands for None)."""
         with self.transaction() as db:
-            db.execute("UPDATE instances SET saliency=? WHERE sop_uid=?", (value, sop_uid))
+            db.executemany("INSERT OR REPLACE INTO slice_saliency VALUES (?,?,?,?,?)",
+                           [(p, -1 if f is None else f, -1 if t is None else t, series_uid, v)
+                            for (p, f, t), v in values.items()])
+
+    def saliency(self, series_uid: str) -> dict[tuple[str, int | None, int | None], float]:
+        rows = self.query("SELECT path, frame, tile, value FROM slice_saliency WHERE series_uid=?",
+                          (series_uid,)).fetchall()
+        return {(p, None if f < 0 else f, None if t < 0 else t): v for p, f, t, v in rows}
 
     def records(self, series_uid: str) -> list[InstanceRecord]:
         rows = self.query("SELECT record FROM instances WHERE series_uid=? ORDER BY arrived",
                                 (series_uid,)).fetchall()
         return [pickle.loads(r[0]) for r in rows]
-
-    def saliency(self, series_uid: str) -> dict[str, float]:
-        rows = self.query("SELECT path, saliency FROM instances WHERE series_uid=? AND saliency IS NOT NULL",
-                                (series_uid,)).fetchall()
-        return {p: s for p, s in rows}
 
     # --- completion ----------------------------------------------------------------------------
     def due(self) -> list[SeriesState]:
