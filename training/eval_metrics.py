@@ -63,7 +63,9 @@ def plcc(pred: Sequence[float], truth: Sequence[float]) -> float:
     fitted = fit_logistic(p, t)
     if np.ptp(fitted) == 0:
         return math.nan
-    return float(stats.pearsonr(fitted, t).statistic)
+    # The logistic may decrease; the sign of the raw correlation keeps an inverted scorer negative.
+    direction = 1.0 if stats.pearsonr(p, t).statistic >= 0 else -1.0
+    return direction * abs(float(stats.pearsonr(fitted, t).statistic))
 
 
 def roc_auc(scores: Sequence[float], positive: Sequence[bool]) -> float:

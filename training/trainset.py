@@ -114,6 +114,9 @@ class CropDataset(Dataset):
         img = sample_input(self.ds, index, self.pre, self.input_mode)
         s = self.pre.crop_size
         h, w = img.shape[-2:]
+        if h < s or w < s:  # stored crops smaller than the model input: pad with the background value
+            img = np.pad(img, ((0, 0), (0, max(0, s - h)), (0, max(0, s - w))), mode="edge")
+            h, w = img.shape[-2:]
         y, x = int(self.rng.integers(0, h - s + 1)), int(self.rng.integers(0, w - s + 1))
         img = img[:, y:y + s, x:x + s]
         if self.rng.random() < 0.5:

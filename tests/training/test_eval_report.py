@@ -21,6 +21,7 @@ def test_metrics_on_known_cases() -> None:
     assert srcc(x, y) == pytest.approx(1.0) and krocc(x, y) == pytest.approx(1.0)
     assert plcc(x, y) > 0.999  # the logistic fit linearises it
     assert srcc(x, -y) == pytest.approx(-1.0)
+    assert plcc(x, -y) < -0.999  # an inverted scorer stays negative after the logistic fit
     assert math.isnan(srcc([1, 1, 1], [1, 2, 3]))
     assert roc_auc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
     assert roc_auc([0.5, 0.5], [True, False]) == 0.5
