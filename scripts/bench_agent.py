@@ -70,6 +70,7 @@ def run_agent(series_dir: Path, export: Path, state: Path, scorer_name: str, n: 
                                 "completion.quiet_period_s": {"default": 1.0}, "watch.file_stable_s": 0.05,
                                 "watch.reconcile_interval_s": 3600.0})
     scorer = make_scorer(config)
+    export.mkdir(parents=True)
     done = threading.Event()
     stamps: dict[str, float] = {}
     agent = Agent(config, scorer, export, on_result=lambda r, i: (stamps.setdefault("result", time.perf_counter()),

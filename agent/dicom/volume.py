@@ -85,19 +85,18 @@ class SeriesLayout:
         return self.read_slices(range(self.n_slices))
 
     def _decode(self, ref: SliceRef, cache: dict[str, pydicom.Dataset]) -> np.ndarray:
+        ds = cache.get(ref.path)
+        if ds is None:
+            ds = cache[ref.path] = pydicom.dcmread(ref.path)  # parsed once per call, even for many frames
         if ref.frame is not None:
-            # Decode one frame only (pydicom >= 3 decodes frames individually).
             from pydicom.pixels import pixel_array
 
-            arr = pixel_array(ref.path, index=ref.frame)
+            arr = pixel_array(ds, index=ref.frame)  # decodes this frame only
         else:
-            ds = cache.get(ref.path)
-            if ds is None:
-                ds = cache[ref.path] = pydicom.dcmread(ref.path)
             arr = ds.pixel_array
         arr = np.asarray(arr)
         if ref.tiles > 1 and ref.tile is not None:
-            arr = _mosaic_tile(arr, ref.tiles, ref.tile)
+            arr = mosaic_tile(arr, ref.tiles, ref.tile)
         out = arr.astype(np.float32)
         if ref.slope != 1.0 or ref.intercept != 0.0:
             out = out * np.float32(ref.slope) + np.float32(ref.intercept)
@@ -129,7 +128,7 @@ def plan_series(records: Sequence[InstanceRecord]) -> SeriesLayout:
         warnings.append("uneven slice spacing")
     tilt = _tilt_deg(candidates, normal) if ordered_by == "position" else 0.0
     for w in warnings:
-        log.info("series %s: %s", first.series_key, w)
+        log.debug("series %s: %s", first.series_key, w)
     return SeriesLayout(
         series_uid=uid, series_key=first.series_key, modality=first.modality, slices=tuple(refs),
         records=tuple(sorted(unique, key=lambda r: (r.instance_number or 0, r.path))),
@@ -235,7 +234,7 @@ def _tilt_deg(candidates: list[tuple[InstanceRecord, int | None, FrameGeometry]]
     return angle if angle > 0.5 else 0.0
 
 
-def _mosaic_tile(arr: np.ndarray, tiles: int, index: int) -> np.ndarray:
+def mosaic_tile(arr: np.ndarray, tiles: int, index: int) -> np.ndarray:
     per_row = math.ceil(math.sqrt(tiles))
     h, w = arr.shape[0] // per_row, arr.shape[1] // per_row
     r, c = divmod(index, per_row)

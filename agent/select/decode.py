@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 import pydicom
 from mediqa.agent.dicom.records import InstanceRecord
-from mediqa.agent.dicom.volume import SeriesLayout, SliceRef, _mosaic_tile
+from mediqa.agent.dicom.volume import SeriesLayout, SliceRef, mosaic_tile
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def _from_pixels(pixels: np.ndarray, frame: int | None, tile: int | None, tiles:
                  intercept: float, target: int) -> np.ndarray:
     arr = pixels[frame] if frame is not None and pixels.ndim == 3 else pixels
     if tiles > 1 and tile is not None:
-        arr = _mosaic_tile(arr, tiles, tile)
+        arr = mosaic_tile(arr, tiles, tile)
     return _physical(downsample(arr, target), slope, intercept)
 
 
