@@ -45,7 +45,8 @@ def make_card(cfg: TrainConfig, ds: BuiltDataSet, model: MedIQAManiqa, stage: in
         vocabulary=dict(DEFAULT_VOCABULARY), score_range=(float(lo), float(hi)), higher_is_better=True,
         score_label=str(quality.get("kind", "physics-derived proxy quality (not an expert score)")),
         heads=tuple(h["name"] for h in ds.heads),
-        head_info={h["name"]: {k: h.get(k) for k in ("modality", "unit", "transform", "range")} for h in ds.heads},
+        head_info={h["name"]: {k: h.get(k) for k in ("modality", "unit", "transform", "range", "neutral")}
+                   for h in ds.heads},
         thresholds=dict(cfg.thresholds),
         training={"dataset": ds.manifest.get("name"), "dataset_version": ds.version, "seed": cfg.seed,
                   "stage": stage, "input": cfg.model.input, "prompts": cfg.model.prompts,
