@@ -1,0 +1,122 @@
+"""The learned scorer: the exported MedIQA Edge model on the best available backend (no torch).
+
+Everything about feeding the model comes from its model card: crop size and count, CT windows,
+MR percentiles, prompt vocabulary, score range, and the physical heads whose outputs explain a
+low score in plain words (noise like 25% dose, motion, ghosting...).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mediqa.agent.config import AgentConfig
+from mediqa.agent.scoring.base import SeriesInput, SliceScores
+from mediqa.agent.scoring.model_card import ModelCard
+from mediqa.agent.scoring.models import read_card, resolve_model
+from mediqa.agent.select.preprocess import prepare, prompt_indices
+
+log = logging.getLogger(__name__)
+
+# Plain words for a head whose value is far from "nothing wrong". {v} is the value in the head's unit.
+HEAD_WORDS: dict[str, str] = {
+    "ct_dose": "noise like {v:.0%} of the reference dose",
+    "ct_view_undersampling": "streaks (as with {v:.1f}x fewer projection views)",
+    "ct_blur_fwhm_mm": "blur (about {v:.1f} mm)",
+    "ct_slab_slices": "partial-volume blur (like {v:.1f} slices averaged)",
+    "mr_snr": "low signal-to-noise (SNR about {v:.0f})",
+    "mr_motion_rms_mm": "motion (about {v:.1f} mm RMS)",
+    "mr_ghost": "ghosting (line deficit {v:.2f})",
+    "mr_spike": "spike / herringbone artefact",
+    "mr_bias": "intensity bias field",
+    "mr_acceleration": "undersampling artefacts (R about {v:.1f})",
+    "mr_truncation": "ringing (truncation {v:.1f}x)",
+}
+NOTABLE_FRACTION = 0.35  # of a head's range away from neutral before it is worth saying
+LOW_SNR = 10.0
+
+
+class LearnedScorer:
+    name = "learned"
+
+    def __init__(self, model_path: Path, card: ModelCard, backend: Any, skipped: list[Any]) -> None:
+        self.model_path = model_path
+        self.card = card
+        self._backend = backend
+        self.skipped = skipped
+        self.backend = getattr(backend, "name", type(backend).__name__)
+
+    @classmethod
+    def from_config(cls, config: AgentConfig) -> LearnedScorer:
+        from mediqa.engines import select_backend
+
+        model_path = resolve_model(config.scoring.model)
+        card = read_card(model_path)
+        cache = Path(config.scoring.engine_cache).expanduser() if config.scoring.engine_cache else (
+            config.state_path / "engines")
+        backend, skipped = select_backend(model_path, config.scoring.backends, threads=config.scoring.threads,
+                                          engine_cache=cache, slices=config.scoring.slices,
+                                          build_engines=config.scoring.build_engines)
+        scorer = cls(model_path, card, backend, skipped)
+        scorer._warm_up()
+        return scorer
+
+    def describe(self) -> str:
+        skipped = "; ".join(f"{s.backend} skipped: {s.message}" for s in self.skipped)
+        text = f"{self.card.name} v{self.card.version} ({self.model_path.name})"
+        return f"{text}; {skipped}" if skipped else text
+
+    def _warm_up(self) -> None:
+        """One inference before the agent reports ready, so the first series is not the slow one."""
+        pre = self.card.preprocessing
+        n = pre.crops_per_slice
+        image = np.zeros((n, pre.channels, pre.crop_size, pre.crop_size), np.float32)
+        prompt = np.zeros((n, 4), np.int64)
+        self._backend.infer({"image": image, "prompt": prompt})
+
+    def score(self, series: SeriesInput) -> SliceScores:
+        modality = series.layout.modality
+        crops, positions = prepare(series.slices, modality, self.card)
+        prompt = np.tile(prompt_indices(series.prompt, self.card), (len(crops), 1))
+        out = self._backend.infer({"image": crops, "prompt": prompt})
+        quality = np.asarray(out["quality"], dtype=np.float64).reshape(-1)
+        owner = np.array([p.slice for p in positions])
+        k = series.slices.shape[0]
+        per_slice = [float(quality[owner == i].mean()) if np.any(owner == i) else float("nan") for i in range(k)]
+        measures, explanations = self._heads(np.asarray(out.get("physics", np.zeros((len(crops), 0)))), modality)
+        return SliceScores(scores=tuple(per_slice), measures=measures, explanations=explanations)
+
+    def _heads(self, physics: np.ndarray, modality: str) -> tuple[dict[str, float], dict[str, str]]:
+        measures: dict[str, float] = {}
+        explanations: dict[str, str] = {}
+        for j, name in enumerate(self.card.heads):
+            info: Mapping[str, Any] = self.card.head_info.get(name, {})
+            if info.get("modality") not in (None, modality) or j >= physics.shape[1]:
+                continue
+            target = float(np.mean(physics[:, j]))
+            value = 2.0 ** target if info.get("transform") == "log2" else target
+            measures[name] = value
+            if _notable(name, target, info):
+                explanations[name] = HEAD_WORDS.get(name, name + " {v:.3g}").format(v=value)
+        return measures, explanations
+
+    def close(self) -> None:
+        self._backend.close()
+
+
+def _notable(name: str, target: float, info: Mapping[str, Any]) -> bool:
+    """Is this head's estimate far enough from 'nothing wrong' to be worth saying?"""
+    if name == "mr_snr":
+        return 2.0 ** target < LOW_SNR
+    lo, hi = (info.get("range") or (0.0, 1.0))[:2]
+    neutral = info.get("neutral")
+    if neutral is None:
+        return False
+    neutral_t = math.log2(neutral) if info.get("transform") == "log2" and neutral > 0 else float(neutral)
+    span = abs(hi - lo) or 1.0
+    return abs(target - neutral_t) / span >= NOTABLE_FRACTION
