@@ -1,0 +1,1 @@
+"""Labels: upstream physical heads, the physics-derived proxy quality score, and real expert scores."""
