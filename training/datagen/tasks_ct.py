@@ -1,0 +1,56 @@
+"""All degradations of one CT slice: dose levels, sparse views, kernel blur and thick slabs.
+
+The forward projection (the expensive step) is done once per slice and shared by every dose level and
+view count. Dose needs a noise measurement in soft tissue (global noise level, the agent's classical
+estimator): slices without enough soft tissue keep their other degradations and log why dose was skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from mediqa.training.datagen.config import DataConfig
+from mediqa.training.datagen.sources import SourceSeries
+from mediqa.training.datagen.tasks import Made, rng_for
+from mediqa.training.degrade.ct_blur import simulate_kernel_blur, simulate_thick_slice
+from mediqa.training.degrade.ct_dose import calibrate_i0, simulate_dose
+from mediqa.training.degrade.ct_project import Projection
+from mediqa.training.degrade.ct_sparse import SparseViews
+
+log = logging.getLogger(__name__)
+
+
+def ct_slice_degradations(src: SourceSeries, k: int, cfg: DataConfig) -> Made:
+    from mediqa.agent.scoring.classical import global_noise_level
+
+    image = src.volume[k].astype(np.float64)
+    spacing = src.spacing_mm[0]
+    proj = Projection.of(image, spacing, cfg.ct.projection_views)
+    made: Made = []
+
+    def measure(img: np.ndarray) -> float:
+        return global_noise_level(img[None], spacing)
+
+    try:
+        calib = calibrate_i0(proj, measure, rng_for(cfg, src, k, "ct_dose_calibration", 0))
+    except ValueError as exc:
+        log.warning("%s slice %d: dose levels skipped (%s)", src.spec.name, k, exc)
+        calib = None
+    if calib is not None:
+        for level, dose in enumerate(cfg.ct.dose_fractions):
+            made.append((k, level, simulate_dose(proj, dose, calib, rng_for(cfg, src, k, "ct_dose", level)), image))
+    sparse = SparseViews(proj)
+    for level, views in enumerate(cfg.ct.sparse_views):
+        made.append((k, level, sparse.simulate(views), image))
+    for level, fwhm in enumerate(cfg.ct.blur_fwhm_mm):
+        made.append((k, level, simulate_kernel_blur(image, fwhm, src.spacing_mm), image))
+    step = src.slice_step_mm
+    if step is not None and step <= cfg.ct.slab_max_step_mm:
+        for level, n in enumerate(cfg.ct.slab_slices):
+            half = n // 2
+            if k - half >= 0 and k + half < src.volume.shape[0]:
+                slab = simulate_thick_slice(src.volume[k - half:k + half + 1], step)
+                made.append((k, len(cfg.ct.blur_fwhm_mm) + level, slab, image))
+    return made

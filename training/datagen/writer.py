@@ -1,0 +1,102 @@
+"""Write a built data set atomically, in the format of docs/dataset-format.md.
+
+Arrays go through ``np.save`` (no timestamps inside) and the manifest is key-ordered JSON, so the same
+config, seed and code give the same bytes (only ``created`` differs). The folder is written under a
+temporary name and renamed into place, so a half-written set is never mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import mediqa
+from mediqa.training.datagen.config import DataConfig
+from mediqa.training.datagen.sample import Sample
+from mediqa.training.labels.heads import HEADS
+from mediqa.training.labels.proxy import KIND, METRIC, ProxyMapping
+
+log = logging.getLogger(__name__)
+
+_CODE_DIRS = ("degrade", "labels", "datagen")
+
+
+def code_version() -> str:
+    """Package version + a digest of the generator's own source: changes exactly when the physics does."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for folder in _CODE_DIRS:
+        for path in sorted((root / folder).glob("*.py")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return f"{mediqa.__version__}+gen.{digest.hexdigest()[:10]}"
+
+
+def dataset_version(cfg: DataConfig, code: str) -> str:
+    blob = json.dumps({"config": cfg.to_dict(), "code": code, "seed": cfg.seed}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def counts(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"total": len(samples)}
+    for key, get in (("modality", lambda s: s["modality"]), ("vendor", lambda s: s["vendor"]),
+                     ("degradation", lambda s: s["degradation"]["type"]), ("split", lambda s: s["split"])):
+        out[key] = dict(sorted(Counter(get(s) for s in samples).items()))
+    out["split_modality_vendor"] = dict(sorted(Counter(
+        f"{s['split']}/{s['modality']}/{s['vendor']}" for s in samples).items()))
+    out["split_degradation"] = dict(sorted(Counter(
+        f"{s['split']}/{s['degradation']['type']}" for s in samples).items()))
+    return out
+
+
+def write_dataset(out_dir: Path, cfg: DataConfig, samples: Sequence[Sample], splits: dict[str, str],
+                  extra: dict[str, Any] | None = None) -> Path:
+    """Write ``<out_dir>/<name>-<version>/`` and return its path."""
+    code = code_version()
+    version = dataset_version(cfg, code)
+    target = out_dir / f"{cfg.name}-{version}"
+    entries = []
+    for i, sample in enumerate(samples):
+        meta = {"index": i, **sample.meta, "split": splits[sample.meta["group"]]}
+        entries.append(meta)
+    mapping = ProxyMapping(tuple((float(a), float(b)) for a, b in cfg.quality.anchors))
+    manifest = {
+        "name": cfg.name, "version": version, "seed": cfg.seed, "code_version": code,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": cfg.to_dict(), "crop_size": cfg.crop_size,
+        "heads": [h.to_json() for h in HEADS],
+        "quality": {"name": "proxy_quality", "scale": [0, 4], "metric": METRIC, "kind": KIND,
+                    "mapping": mapping.describe()},
+        "splits": dict(sorted(splits.items())),
+        "counts": counts(entries),
+        **(extra or {}),
+        "samples": entries,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{target.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    size = cfg.crop_size
+    images = np.stack([s.image for s in samples]) if samples else np.zeros((0, size, size), np.float32)
+    np.save(tmp / "images.npy", images.astype(np.float32), allow_pickle=False)
+    if cfg.store_clean:
+        clean = np.stack([s.clean for s in samples]) if samples else np.zeros((0, size, size), np.float32)
+        np.save(tmp / "clean.npy", clean.astype(np.float32), allow_pickle=False)
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    if target.exists():
+        log.info("replacing the existing %s", target)
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    log.info("wrote %d samples to %s", len(samples), target)
+    return target
