@@ -1,0 +1,72 @@
+"""``mediqa data build`` on the tiny config: format, splits, exact labels, byte-identical rebuilds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_paths import TINY_CONFIG
+
+from mediqa.agent.cli import main
+from mediqa.training.datagen.builder import build
+from mediqa.training.datagen.config import load_data_config
+
+HEAD_PARAM = {"ct_dose": "dose_fraction", "mr_snr": "target_snr", "mr_ghost": "intensity"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    cfg = load_data_config(TINY_CONFIG)
+    first = build(cfg, tmp_path_factory.mktemp("a"), workers=2, progress=False).path
+    second = build(cfg, tmp_path_factory.mktemp("b"), workers=1, progress=False).path
+    return first, second
+
+
+def test_rebuild_gives_the_same_bytes_whatever_the_worker_count(built: tuple[Path, Path]) -> None:
+    a, b = built
+    assert a.name == b.name
+    for name in ("images.npy", "clean.npy"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    ma, mb = (json.loads((p / "manifest.json").read_text()) for p in built)
+    ma.pop("created"), mb.pop("created")
+    assert ma == mb
+
+
+def test_manifest_follows_the_format(built: tuple[Path, Path]) -> None:
+    path = built[0]
+    m = json.loads((path / "manifest.json").read_text())
+    images = np.load(path / "images.npy")
+    assert images.dtype == np.float32 and images.shape == (len(m["samples"]), m["crop_size"], m["crop_size"])
+    assert path.name == f"{m['name']}-{m['version']}"
+    assert "not an expert score" in m["quality"]["kind"] and m["quality"]["scale"] == [0, 4]
+    assert [h["name"] for h in m["heads"]][0] == "ct_dose"
+    assert m["counts"]["total"] == len(m["samples"])
+    for i, s in enumerate(m["samples"]):
+        assert s["index"] == i and s["split"] in ("train", "val", "test")
+        assert 0.0 <= s["quality"] <= 4.0 and set(s["labels"]) == {h["name"] for h in m["heads"]}
+        assert (s["norm"] is None) == (s["modality"] == "CT")
+        for head, param in HEAD_PARAM.items():
+            if s["degradation"]["type"] == head.replace("ct_dose", "ct_dose"):
+                assert s["labels"][head] == s["degradation"]["params"][param]
+        if s["degradation"]["type"] == "ct_dose" and s["degradation"]["params"]["dose_fraction"] == 1.0:
+            assert s["quality"] == 4.0
+
+
+def test_splits_never_cut_a_series_and_hold_out_vendors(built: tuple[Path, Path]) -> None:
+    m = json.loads((built[0] / "manifest.json").read_text())
+    split_of: dict[str, set[str]] = {}
+    for s in m["samples"]:
+        split_of.setdefault(s["series_key"], set()).add(s["split"])
+    assert all(len(v) == 1 for v in split_of.values())
+    held_out = set(m["config"]["splits"]["test_vendors"])
+    for s in m["samples"]:
+        assert (s["split"] == "test") == (s["vendor"] in held_out)
+    assert {s["modality"] for s in m["samples"] if s["split"] == "test"} == {"CT", "MR"}
+
+
+def test_preview_cli_writes_a_png(built: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "grid.png"
+    assert main(["data", "preview", str(built[0]), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
