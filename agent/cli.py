@@ -13,9 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from mediqa.agent.errors import MediqaError
-
 from mediqa import __version__
+from mediqa.agent.errors import MediqaError
 
 # Order is the order shown in --help.
 COMMAND_MODULES = (

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar, Union
 
 import yaml
+
 from mediqa.agent.errors import ConfigError
 
 T = TypeVar("T")

@@ -39,7 +39,7 @@ def prepare_samples(staging: Path) -> list[Path]:
         sources = [root / rel for rel in SHARED_SERIES if (root / rel).is_dir()]
         if sources:
             noisy = staging / "noisy"
-            add_noise_copy(sources[0], noisy, sigma=45.0, seed=1)
+            add_noise_copy(sources[0], noisy, sigma=30.0, seed=1)  # far noisier than any diagnostic head CT
             return [*sources, noisy]
     log.info("shared data not found: using generated phantom series")
     clean, noisy = staging / "phantom_clean", staging / "phantom_noisy"

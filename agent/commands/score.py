@@ -86,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
 def _explain(result, layout) -> None:  # type: ignore[no-untyped-def]
     print(f"      prompt: {dict(result.prompt)}")
     print(f"      selection ({result.selection.method}, {layout.n_slices} slices):")
-    for i, w, s in zip(result.selection.indices, result.selection.weights, result.slice_scores):
-        print(f"        slice {i + 1:>4}/{layout.n_slices}  at {layout.slices[i].position:8.1f} mm  weight {w:.3f}  score {s:.2f}")
+    for i, w, s in zip(result.selection.indices, result.selection.weights, result.slice_scores, strict=True):
+        where = f"slice {i + 1:>4}/{layout.n_slices}  at {layout.slices[i].position:8.1f} mm"
+        print(f"        {where}  weight {w:.3f}  score {s:.2f}")
     if result.measures:
         print("      measures: " + ", ".join(f"{k}={v:.3g}" for k, v in result.measures.items()))
     for w in result.warnings:

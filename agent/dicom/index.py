@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
-from mediqa.agent.dicom.records import FrameGeometry, InstanceRecord
-from mediqa.agent.errors import DicomSkip
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
+
+from mediqa.agent.dicom.records import FrameGeometry, InstanceRecord
+from mediqa.agent.errors import DicomSkip
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pydicom
+
 from mediqa.agent.dicom.records import FrameGeometry, InstanceRecord
 from mediqa.agent.errors import SeriesError
 

@@ -28,7 +28,7 @@ def use_color(setting: str, stream: TextIO) -> bool:
 def format_line(result: SeriesResult, color: bool = False) -> str:
     number = f"#{result.series_number}" if result.series_number is not None else "#?"
     desc = (result.series_description or "(no description)")[:32]
-    decision = "RETAKE" if result.decision == "retake" else "ok"
+    decision = {"retake": "RETAKE", "unscored": "n/a"}.get(result.decision, "ok")
     why = f"  {'; '.join(result.reasons[:2])}" if result.reasons else ""
     text = (f"{number:>5} {desc:<32} {result.modality:<3} {result.n_slices:>4} sl  "
             f"score {result.score:4.2f}  {decision:<6}{why}  [{result.processing_ms:.0f} ms, {result.scorer}]")

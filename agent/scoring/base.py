@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
 from mediqa.agent.dicom.volume import SeriesLayout
 
 SCORE_MIN, SCORE_MAX = 0.0, 4.0
@@ -75,7 +76,7 @@ class SeriesResult:
     n_instances: int
     n_slices: int
     score: float
-    decision: str  # "ok" or "retake"
+    decision: str  # "ok", "retake", or "unscored" (could not be measured)
     reasons: tuple[str, ...]
     worst: WorstSlice | None
     slice_scores: tuple[float, ...]

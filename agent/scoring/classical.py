@@ -15,8 +15,9 @@ import logging
 import math
 
 import numpy as np
-from mediqa.agent.scoring.base import SCORE_MAX, SeriesInput, SliceScores
 from scipy import ndimage
+
+from mediqa.agent.scoring.base import SCORE_MAX, SeriesInput, SliceScores
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,9 @@ def slice_noise_hu(slice_hu: np.ndarray, pixel_spacing_mm: float | None = None) 
     sq = ndimage.uniform_filter(img * img, size)
     local_sd = np.sqrt(np.clip(sq - mean * mean, 0.0, None))
     lo, hi = SOFT_TISSUE_HU
-    # Whole kernel in soft tissue: erode the mask so edges (bone, air) don't inflate the SD.
-    tissue = ndimage.binary_erosion((img >= lo) & (img <= hi), iterations=size // 2)
+    # Soft tissue judged on the kernel mean, not on single pixels, so heavy noise does not erase the
+    # mask; a one-kernel erosion keeps bone and air edges out of the local SD.
+    tissue = ndimage.binary_erosion((mean >= lo) & (mean <= hi), iterations=max(1, size // 2))
     values = local_sd[tissue]
     if values.size < 200:
         return None
@@ -58,7 +60,7 @@ def mr_snr(slices: np.ndarray) -> tuple[float, list[float]]:
     """Dietrich SNR of the stack and per slice, from foreground signal and background-air noise."""
     vol = np.asarray(slices, dtype=np.float64)
     fg, bg = _mr_masks(vol)
-    per_slice = [_snr(s[f], s[b]) for s, f, b in zip(vol, fg, bg)]
+    per_slice = [_snr(s[f], s[b]) for s, f, b in zip(vol, fg, bg, strict=True)]
     return _snr(vol[fg], vol[bg]), per_slice
 
 
@@ -93,8 +95,9 @@ class ClassicalScorer:
         levels = [slice_noise_hu(s, spacing) for s in series.slices]
         known = [v for v in levels if v is not None]
         series_noise = float(np.mean(known)) if known else float("nan")
-        fill = series_noise if known else CT_NOISE_BEST_HU
-        scores = tuple(ct_noise_to_score(v if v is not None else fill) for v in levels)
+        # A slice without enough soft tissue to measure gets the series' value; a series without any
+        # scores NaN, which the pipeline reports as "not assessed" rather than as good.
+        scores = tuple(ct_noise_to_score(v if v is not None else series_noise) for v in levels)
         return SliceScores(
             scores=scores,
             measures={"noise_hu": series_noise},
@@ -105,8 +108,7 @@ class ClassicalScorer:
     def _score_mr(self, series: SeriesInput) -> SliceScores:
         snr, per_slice = mr_snr(series.slices)
         focus = efc(series.slices)
-        fill = snr if math.isfinite(snr) else MR_SNR_BEST
-        scores = tuple(mr_snr_to_score(v if math.isfinite(v) else fill) for v in per_slice)
+        scores = tuple(mr_snr_to_score(v if math.isfinite(v) else snr) for v in per_slice)
         return SliceScores(
             scores=scores,
             measures={"snr": snr, "efc": focus},
@@ -124,7 +126,11 @@ def mr_snr_to_score(snr: float) -> float:
 
 
 def _log_linear(value: float, zero_at: float, best_at: float) -> float:
-    if not math.isfinite(value) or value <= 0:
+    if math.isnan(value):
+        return float("nan")
+    if value == math.inf:
+        return SCORE_MAX if best_at > zero_at else 0.0
+    if value <= 0:
         return 0.0 if zero_at < best_at else SCORE_MAX
     t = (math.log(value) - math.log(zero_at)) / (math.log(best_at) - math.log(zero_at))
     return float(SCORE_MAX * min(1.0, max(0.0, t)))

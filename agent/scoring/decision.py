@@ -7,6 +7,7 @@ the prompt attributes), so a site can make diffusion series more tolerant withou
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from mediqa.agent.config import Threshold, ThresholdConfig
 
 @dataclass(frozen=True)
 class Decision:
-    decision: str
+    decision: str  # ok, retake, or unscored (could not be measured: never reported as good)
     reasons: tuple[str, ...]
     threshold: Mapping[str, Any]
 
@@ -41,14 +42,17 @@ def decide(score: float, worst: float | None, worst_where: str, cfg: ThresholdCo
            attributes: Mapping[str, str], explanations: Mapping[str, str]) -> Decision:
     """Retake when the series score, or its worst slice, is below threshold; reasons say why and where."""
     threshold, source = threshold_for(cfg, attributes)
+    limits = {"retake_below": threshold.retake_below, "worst_slice_below": threshold.worst_slice_below,
+              "source": source}
+    if math.isnan(score):
+        # Never call a series good because it could not be measured.
+        return Decision("unscored", ("quality could not be assessed on this series",), limits)
     reasons: list[str] = []
     if score < threshold.retake_below:
         reasons.append(f"score {score:.2f} < {threshold.retake_below:.2f}")
     if threshold.worst_slice_below is not None and worst is not None and worst < threshold.worst_slice_below:
         reasons.append(f"{worst_where} scores {worst:.2f} < {threshold.worst_slice_below:.2f}")
     decision = "retake" if reasons else "ok"
-    if reasons:
-        reasons.extend(explanations.values())
-    return Decision(decision, tuple(reasons), {
-        "retake_below": threshold.retake_below, "worst_slice_below": threshold.worst_slice_below,
-        "source": source})
+    if reasons:  # what is wrong first (noise, motion...), then which limit it broke
+        reasons = [*explanations.values(), *reasons]
+    return Decision(decision, tuple(reasons), limits)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 
 import numpy as np
+
 from mediqa.agent.config import AgentConfig
 from mediqa.agent.dicom.volume import SeriesLayout
 from mediqa.agent.scoring.base import Scorer, SeriesInput, SeriesResult, WorstSlice
@@ -31,10 +32,12 @@ def score_layout(layout: SeriesLayout, scorer: Scorer, config: AgentConfig,
     raw = scorer.score(SeriesInput(layout=layout, selection=selection, slices=slices, prompt=prompt))
     scores = np.asarray(raw.scores, dtype=np.float64)
     weights = np.asarray(selection.weights, dtype=np.float64)
-    series_score = float(np.sum(scores * weights) / np.sum(weights)) if scores.size else float("nan")
+    known = np.isfinite(scores)
+    series_score = float(np.sum(scores[known] * weights[known]) / np.sum(weights[known])) if known.any() else float(
+        "nan")
     worst = None
-    if scores.size:
-        k = int(np.argmin(scores))
+    if known.any():
+        k = int(np.nanargmin(np.where(known, scores, np.nan)))
         idx = selection.indices[k]
         worst = WorstSlice(index=idx, position_mm=layout.slices[idx].position, score=float(scores[k]), rank=idx + 1)
     where = f"slice {worst.rank}/{layout.n_slices} ({worst.position_mm:.1f} mm)" if worst else ""

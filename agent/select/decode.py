@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pydicom
+
 from mediqa.agent.dicom.records import InstanceRecord
 from mediqa.agent.dicom.volume import SeriesLayout, SliceRef, mosaic_tile
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
+
 from mediqa.agent.errors import ModelError
 from mediqa.agent.scoring.model_card import PROMPT_FIELDS, UNKNOWN, ModelCard
 

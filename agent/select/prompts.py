@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from mediqa.agent.dicom.volume import SeriesLayout
 from mediqa.agent.errors import ConfigError
 from mediqa.agent.scoring.model_card import DEFAULT_VOCABULARY, PROMPT_FIELDS, UNKNOWN

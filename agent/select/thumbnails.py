@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
 from mediqa.agent.dicom.volume import SeriesLayout
 from mediqa.agent.scoring.base import Selection
-from PIL import Image, ImageDraw, ImageFont
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,8 @@ def contact_sheet(layout: SeriesLayout, result: ResultLike, out_path: str | os.P
             draw.rectangle((x, y, x + TILE - 1, y + TILE - 1), outline=WORST, width=3)
         weight = sel.weights[n] if n < len(sel.weights) else math.nan
         score = "-" if math.isnan(scores[n]) else f"{scores[n]:.2f}"
-        draw.text((x + 2, y + TILE + 3), f"slice {index + 1}/{layout.n_slices}  at {layout.slices[index].position:+.1f} mm", fill=TEXT, font=small)
+        caption = f"slice {index + 1}/{layout.n_slices}  at {layout.slices[index].position:+.1f} mm"
+        draw.text((x + 2, y + TILE + 3), caption, fill=TEXT, font=small)
         draw.text((x + 2, y + TILE + 20), f"weight {weight:.2f}  score {score}" + ("  worst" if n == worst else ""),
                   fill=WORST if n == worst else MUTED, font=small)
     out = Path(out_path)

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from mediqa.agent.dicom.index import read_header, scan_tree
 from mediqa.agent.errors import DicomSkip
 

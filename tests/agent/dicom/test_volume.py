@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+
 from mediqa.agent.dicom.index import scan_tree
 from mediqa.agent.dicom.volume import plan_series
 

@@ -36,6 +36,6 @@ def test_mr_snr_falls_and_efc_rises_with_rician_noise(shared_dicom):
         noisy = np.hypot(img + rng.normal(0, f * sigma_ref, img.shape), rng.normal(0, f * sigma_ref, img.shape))
         snrs.append(mr_snr(noisy)[0])
         efcs.append(efc(noisy))
-    assert all(a > b for a, b in zip(snrs, snrs[1:])), snrs
-    assert all(a < b for a, b in zip(efcs, efcs[1:])), efcs
+    assert all(a > b for a, b in zip(snrs, snrs[1:], strict=False)), snrs
+    assert all(a < b for a, b in zip(efcs, efcs[1:], strict=False)), efcs
     assert mr_snr_to_score(snrs[0]) >= mr_snr_to_score(snrs[-1])

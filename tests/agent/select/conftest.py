@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from mediqa.agent.dicom.index import scan_tree
 from mediqa.agent.dicom.records import InstanceRecord
 from mediqa.agent.dicom.volume import SeriesLayout, plan_series

@@ -6,6 +6,8 @@ import random
 
 import numpy as np
 import pytest
+from scipy import ndimage
+
 from mediqa.agent.dicom.volume import SeriesLayout, plan_series
 from mediqa.agent.select import decode, saliency
 from mediqa.agent.select.saliency import (
@@ -17,7 +19,6 @@ from mediqa.agent.select.saliency import (
     select_slices,
     slice_saliency,
 )
-from scipy import ndimage
 
 pytestmark = pytest.mark.shared_data
 

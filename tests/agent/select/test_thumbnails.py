@@ -6,9 +6,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from PIL import Image
+
 from mediqa.agent.select.saliency import select_slices
 from mediqa.agent.select.thumbnails import CAPTION_H, TILE, contact_sheet
-from PIL import Image
 
 pytestmark = pytest.mark.shared_data
 

@@ -1,0 +1,63 @@
+"""The CLI as a person uses it: help, version, demo, replay, doctor; and no torch in the running agent."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from mediqa.agent.cli import main
+
+
+def test_help_lists_commands(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for command in ("watch", "score", "replay", "demo", "doctor", "version"):
+        assert command in out
+
+
+def test_running_agent_never_imports_torch():
+    code = (
+        "import sys\n"
+        "from mediqa.agent.cli import build_parser\n"
+        "import mediqa.agent.service, mediqa.agent.scoring.learned, mediqa.agent.scoring.classical\n"
+        "import mediqa.agent.select.preprocess, mediqa.agent.select.thumbnails, mediqa.engines\n"
+        "build_parser()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'matplotlib', 'skimage')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.strip().replace("'", '"')) == []
+
+
+def test_user_error_is_one_line_exit_1(capsys, tmp_path):
+    assert main(["score", str(tmp_path / "nope")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mediqa score: error:") and err.count("\n") == 1
+
+
+def test_demo_scores_every_sample_and_flags_the_noisy_one(capsys, shared_dicom):
+    assert main(["demo", "--scorer", "classical"]) == 0
+    out = capsys.readouterr().out
+    assert "4 series scored, 1 retake alert(s)" in out
+    assert "RETAKE" in out and "(simulated noise)" in out
+
+
+def test_replay_copies_layout(tmp_path, shared_dicom, capsys):
+    src = shared_dicom / "dcm_qa_ct/In/Philips/S21570/S2010"
+    assert main(["replay", str(src), str(tmp_path / "dest"), "--rate", "0"]) == 0
+    assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == sorted(p.name for p in src.iterdir())
+
+
+def test_doctor_flags_missing_folder(tmp_path, capsys):
+    assert main(["doctor", "--folder", str(tmp_path / "missing"), "--state-dir", str(tmp_path / "s")]) == 1
+    assert "does not exist" in capsys.readouterr().out
+
+
+def test_demo_without_shared_data_uses_generated_phantoms(capsys, monkeypatch):
+    import mediqa.agent.samples as samples
+
+    monkeypatch.setattr(samples, "shared_data_root", lambda: None)
+    assert main(["demo", "--scorer", "classical"]) == 0
+    out = capsys.readouterr().out
+    assert "2 series scored, 1 retake alert(s)" in out
+    assert "Phantom low dose" in out and "Phantom standard dose" in out
