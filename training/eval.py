@@ -3,8 +3,10 @@
 Every row of the comparison table scores the same samples: the classical noise scorer of the agent
 core, any ``--compare`` models (MANIQA without prompts, the released MedIQA recipe...) and the model
 under test. Metrics per sample (slice) overall, per modality and per degradation; the retake decision
-per series (samples sharing a series key and a degradation, mean score), as the agent decides it:
-ROC-AUC against "label below retake_below", and the false-alert rate on undegraded series.
+per series (samples sharing a series key and a degradation): ROC-AUC against "label below
+retake_below", and the false-alert rate on undegraded series. Slice scores are the agent's (mean
+over a slice's crops, ``predict``); the series score is a plain mean of its slice scores, where the
+agent uses an importance-weighted mean: the data set stores no saliency weights (SERIES_AGGREGATION).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from mediqa.agent.scoring.model_card import ModelCard
 from mediqa.training.eval_metrics import agreement, roc_auc
 from mediqa.training.eval_report import scatter_plots, write_report
@@ -27,6 +30,8 @@ from mediqa.training.trainset import BuiltDataSet, open_dataset
 logger = logging.getLogger(__name__)
 
 UNDEGRADED = {"none", "clean", "identity", None}
+SERIES_AGGREGATION = ("plain mean of slice scores (the data set has no slice importance weights; "
+                      "the agent weights slices by saliency)")
 
 
 @dataclass
@@ -49,7 +54,7 @@ def load_runner(path: Path) -> tuple[Runner, ModelCard]:
 def score_model(label: str, path: Path, ds: BuiltDataSet, idx: list[int]) -> Scored:
     run, card = load_runner(path)
     mode = str(card.training.get("input", "crops"))
-    q, p = predict_samples(run, ds, idx, card.preprocessing, card.vocabulary, mode, progress=True)
+    q, p = predict_samples(run, ds, idx, card, mode, progress=True)
     return Scored(label, q, p, card)
 
 
@@ -84,7 +89,11 @@ def _groups(ds: BuiltDataSet, idx: list[int], key: str) -> dict[str, list[int]]:
 
 
 def series_view(ds: BuiltDataSet, idx: list[int], scores: np.ndarray) -> dict[str, np.ndarray]:
-    """Per series: mean predicted score, mean label, and whether the series is undegraded."""
+    """Per series: mean predicted score, mean label, and whether the series is undegraded.
+
+    A plain mean: stored samples carry no importance weight, so equal weights stand in for the
+    agent's saliency weights (both are means of the same per-slice scores).
+    """
     buckets: dict[str, list[int]] = defaultdict(list)
     for k, i in enumerate(idx):
         s = ds.samples[i]
@@ -139,7 +148,7 @@ def evaluate(model: Path, data: Path, out: Path, split: str = "test", compare: l
     threshold = float((main.card.thresholds if main.card else {}).get("retake_below", 2.0))
     results = {r.label: row_metrics(ds, idx, r, threshold) for r in rows}
     meta = {"data_set": ds.root.name, "data_set_version": ds.version, "split": split, "samples": len(idx),
-            "model": str(model), "retake_below": threshold,
+            "model": str(model), "retake_below": threshold, "series_aggregation": SERIES_AGGREGATION,
             "quality_label": ds.manifest.get("quality", {}).get("kind", "proxy")}
     out.mkdir(parents=True, exist_ok=True)
     write_report(out, meta, results)

@@ -22,6 +22,8 @@ def markdown_table(meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> 
     """Quality score rows (one per scorer), then per modality / per degradation SRCC, then the heads."""
     lines = [f"# Evaluation: {meta['data_set']} ({meta['split']} split, {meta['samples']} slices)", "",
              f"Labels: {meta['quality_label']}. Retake threshold: score < {meta['retake_below']}.", "",
+             f"Slice score: mean over the slice's crops (as the agent). Series score (retake ROC-AUC, false "
+             f"alerts): {meta.get('series_aggregation', 'mean of slice scores')}.", "",
              "| scorer | SRCC | PLCC | KROCC | retake ROC-AUC | false alerts (undegraded) | coverage |",
              "|---|---|---|---|---|---|---|"]
     for label, r in results.items():

@@ -1,5 +1,8 @@
-"""Score stored samples the way the agent scores slices: fixed grid crops, mean over crops.
+"""Score stored samples the way the agent scores slices: its crops, its prompts, mean over crops.
 
+Each sample (one stored slice) goes through ``mediqa.agent.select.preprocess`` with the agent's
+deterministic crop placement; its score is the mean over its ``crops_per_slice`` consecutive crops,
+as the agent's learned scorer computes a slice score. Series aggregation lives in ``eval``.
 Backend-agnostic (``run(image, prompt) -> (quality, physics)`` in numpy), so the same code scores a
 torch checkpoint during validation and evaluation and an exported ONNX file through ONNX Runtime.
 """
@@ -7,25 +10,30 @@ torch checkpoint during validation and evaluation and an exported ONNX file thro
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from mediqa.agent.scoring.model_card import ModelCard, Preprocessing
-from mediqa.training.preprocess_np import grid_crops, prompt_vector
-from mediqa.training.trainset import BuiltDataSet, sample_input
+
+from mediqa.agent.scoring.model_card import ModelCard
+from mediqa.agent.select.preprocess import prompt_indices
+from mediqa.training.trainset import BuiltDataSet, sample_crops, with_crops
 
 logger = logging.getLogger(__name__)
 
 Runner = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def predict_samples(run: Runner, ds: BuiltDataSet, indices: Sequence[int], pre: Preprocessing,
-                    vocabulary: Mapping[str, Sequence[str]], input_mode: str = "crops", crops: int | None = None,
-                    batch: int = 64, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample quality [n] and physics [n, P], each the mean over the sample's crops."""
-    count = crops or pre.crops_per_slice
-    per = 1 if input_mode == "recipe" else count  # the recipe scores the whole (resized) image once
+def predict_samples(run: Runner, ds: BuiltDataSet, indices: Sequence[int], card: ModelCard,
+                    input_mode: str = "crops", crops: int | None = None, batch: int = 64,
+                    progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample quality [n] and physics [n, P], each the mean over the sample's crops.
+
+    ``crops`` overrides the card's ``crops_per_slice`` (validation uses 1: the agent's first,
+    most-tissue crop); the recipe input is always one whole resized image.
+    """
+    per = 1 if input_mode == "recipe" else (crops or card.preprocessing.crops_per_slice)
+    card = with_crops(card, per)
     images: list[np.ndarray] = []
     prompts: list[np.ndarray] = []
     quality: list[np.ndarray] = []
@@ -46,17 +54,19 @@ def predict_samples(run: Runner, ds: BuiltDataSet, indices: Sequence[int], pre: 
         iterator = bar(indices, desc="scoring", unit="slice", leave=False)
     pending = 0
     for index in iterator:
-        img = sample_input(ds, index, pre, input_mode)
-        stack = img[None] if per == 1 and img.shape[-1] == pre.crop_size else grid_crops(img, pre.crop_size, per)
-        images.append(stack.astype(np.float32))
-        prompts.append(np.repeat(prompt_vector(vocabulary, ds.samples[index].get("prompt", {}))[None], per, 0))
-        pending += per
+        stack = sample_crops(ds, index, card, input_mode)
+        images.append(stack)
+        prompt = prompt_indices(ds.samples[index].get("prompt") or {}, card)
+        prompts.append(np.repeat(prompt[None], len(stack), 0))
+        pending += len(stack)
         if pending >= batch:
             flush()
             pending = 0
     flush()
-    q_all = np.concatenate(quality) if quality else np.zeros(0, np.float32)
-    p_all = np.concatenate(physics) if physics else np.zeros((0, 0), np.float32)
+    if not quality:
+        return np.zeros(0, np.float32), np.zeros((0, 0), np.float32)
+    q_all, p_all = np.concatenate(quality), np.concatenate(physics)
+    # slice-major: a slice's crops are consecutive, so a reshape groups them (as the agent does)
     return q_all.reshape(-1, per).mean(1), p_all.reshape(len(q_all) // per, per, -1).mean(1)
 
 
@@ -77,6 +87,7 @@ def torch_runner(model: object, threads: int | None = None) -> Runner:
 def onnx_runner(path: Path, threads: int = 2) -> tuple[Runner, ModelCard]:
     """An ORT session on CPU as the agent configures it (fixed threads, no spinning)."""
     import onnxruntime as ort
+
     from mediqa.export.onnx import read_model_card
 
     opts = ort.SessionOptions()

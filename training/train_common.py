@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from mediqa import __version__
 from mediqa.agent.scoring.model_card import DEFAULT_VOCABULARY, PROMPT_FIELDS, ModelCard, Preprocessing
 from mediqa.training.checkpoint import TrainState, load_model, read_checkpoint, save_checkpoint, train_state
 from mediqa.training.eval_metrics import srcc
@@ -22,8 +24,6 @@ from mediqa.training.predict import predict_samples, torch_runner
 from mediqa.training.pretrained import load_vit_weights
 from mediqa.training.train_config import StageSection, TrainConfig, config_dict
 from mediqa.training.trainset import BuiltDataSet
-
-from mediqa import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -109,10 +109,10 @@ def init_from(path: Path, model: MedIQAManiqa) -> None:
 
 def validate(model: MedIQAManiqa, ds: BuiltDataSet, indices: list[int], card: ModelCard,
              input_mode: str) -> dict[str, float]:
-    """Val SRCC of the quality score and of every head on one centre crop per sample (fast)."""
+    """Val SRCC of the quality score and of every head on one crop per sample (fast): the
+    agent's first deterministic crop, the one with most tissue."""
     model.eval()
-    q, phys = predict_samples(torch_runner(model), ds, indices, card.preprocessing, card.vocabulary, input_mode,
-                              crops=1)
+    q, phys = predict_samples(torch_runner(model), ds, indices, card, input_mode, crops=1)
     model.train()
     truth_q = np.array([ds.samples[i].get("quality", np.nan) for i in indices], dtype=np.float64)
     out = {"val_srcc_quality": srcc(q, truth_q)}

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from torch.utils.data import DataLoader
+
 from mediqa.training.curves import plot_curves
 from mediqa.training.losses import physics_loss
 from mediqa.training.progress import progress
@@ -29,7 +31,6 @@ from mediqa.training.train_common import (
 )
 from mediqa.training.train_config import TrainConfig, config_dict
 from mediqa.training.trainset import CropDataset, epoch_subset, open_dataset
-from torch.utils.data import DataLoader
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,7 @@ def train_stage1(cfg: TrainConfig, resume: bool = False) -> Path:
 
     for epoch in range(state.epoch, st.epochs):
         subset = epoch_subset(train_idx, st.samples_per_epoch, cfg.seed, epoch)
-        data = CropDataset(ds, subset, card.preprocessing, card.vocabulary, cfg.model.input,
-                           seed=cfg.seed * 1000 + epoch)
+        data = CropDataset(ds, subset, card, cfg.model.input, seed=cfg.seed * 1000 + epoch)
         loader = DataLoader(data, batch_size=st.batch_size, shuffle=False, num_workers=cfg.workers)
         model.train()
         losses: list[float] = []

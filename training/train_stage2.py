@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from torch.utils.data import DataLoader
+
 from mediqa.agent.errors import ConfigError
 from mediqa.training.curves import plot_curves
 from mediqa.training.losses import physics_loss, quality_loss, ranking_loss
@@ -32,7 +34,6 @@ from mediqa.training.train_common import (
 )
 from mediqa.training.train_config import TrainConfig, config_dict
 from mediqa.training.trainset import CropDataset, epoch_subset, open_dataset
-from torch.utils.data import DataLoader
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,7 @@ def train_stage2(cfg: TrainConfig, resume: bool = False, init: Path | None = Non
 
     for epoch in range(state.epoch, st.epochs):
         subset = epoch_subset(train_idx, st.samples_per_epoch, cfg.seed + 1, epoch)
-        data = CropDataset(ds, subset, card.preprocessing, card.vocabulary, cfg.model.input,
-                           seed=cfg.seed * 1000 + 500 + epoch)
+        data = CropDataset(ds, subset, card, cfg.model.input, seed=cfg.seed * 1000 + 500 + epoch)
         loader = DataLoader(data, batch_size=st.batch_size, shuffle=False, num_workers=cfg.workers)
         model.train()
         losses: list[float] = []

@@ -1,13 +1,16 @@
 """Read a built data set (docs/dataset-format.md) and serve model-ready crops to the trainers.
 
-The manifest is the only contract: stored images are physical units, so every sample goes through
-``preprocess_np`` exactly as the agent's slices will. Training takes random native-resolution crops
-(plus flips, which do not change image quality); evaluation takes the card's fixed grid crops.
+The manifest is the only contract: stored images are physical units, and every sample goes through
+the agent's own preprocessing (``mediqa.agent.select.preprocess``), so a model learns on exactly the
+windows, MR normalisation, padding and prompt indices it will get at run time. Training takes random
+tissue-placed crops (the agent module's ``rng`` placement, plus flips, which do not change image
+quality); evaluation and validation take the agent's deterministic placement (see ``sample_crops``).
 Targets: each physical label through its head's ``transform`` (null stays NaN = head does not apply).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -18,10 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from mediqa.agent.errors import MediqaError
-from mediqa.agent.scoring.model_card import Preprocessing
-from mediqa.training.preprocess_np import minmax_unit, prompt_vector, resize_whole, to_model_input
 from torch.utils.data import Dataset
+
+from mediqa.agent.errors import MediqaError
+from mediqa.agent.scoring.model_card import ModelCard
+from mediqa.agent.select.preprocess import prepare, prompt_indices
+from mediqa.training.recipe_np import recipe_input
 
 logger = logging.getLogger(__name__)
 
@@ -85,24 +90,44 @@ def open_dataset(path: Path) -> BuiltDataSet:
     return BuiltDataSet(root, manifest, images)
 
 
-def sample_input(ds: BuiltDataSet, index: int, pre: Preprocessing, input_mode: str) -> np.ndarray:
-    """Whole stored image of one sample -> [C, S, S] model units (before cropping)."""
+def with_crops(card: ModelCard, count: int) -> ModelCard:
+    """The same card asking for ``count`` crops per slice (training: 1 per item; fast validation: 1)."""
+    if count == card.preprocessing.crops_per_slice:
+        return card
+    return dataclasses.replace(card, preprocessing=dataclasses.replace(card.preprocessing, crops_per_slice=count))
+
+
+def sample_crops(ds: BuiltDataSet, index: int, card: ModelCard, input_mode: str,
+                 rng: np.random.Generator | None = None) -> np.ndarray:
+    """One stored sample -> float32 [n, C, S, S] model input, n = the card's ``crops_per_slice``.
+
+    ``crops``: the agent's ``prepare`` on the stored slice (CT windows, MR mapped with the sample's
+    ``norm``, pad -1, tissue-placed crops: random with ``rng``, the agent's deterministic ones without).
+    ``recipe``: the released MedIQA input, one whole resized image (n = 1), for the comparison row only.
+    """
     sample = ds.samples[index]
     image = np.asarray(ds.images[index], dtype=np.float32)
-    if input_mode == "recipe":  # released MedIQA: whole image resized, no windowing
-        return minmax_unit(resize_whole(image, pre.crop_size), pre.channels)
-    return to_model_input(image, sample["modality"], pre, sample.get("norm"))
+    if input_mode == "recipe":
+        return recipe_input(image, card.preprocessing.crop_size, card.preprocessing.channels)[None]
+    if input_mode != "crops":
+        raise MediqaError(f"unknown input mode '{input_mode}'", "use 'crops' or 'recipe'")
+    norm = sample.get("norm")
+    mr_norm = (float(norm[0]), float(norm[1])) if norm is not None else None
+    crops, _ = prepare(image[None], sample["modality"], card, rng=rng, mr_norm=mr_norm)
+    return crops
 
 
 class CropDataset(Dataset):
-    """Training view: (image [C,s,s], prompt [4], physics targets [P], quality) per sample."""
+    """Training view: (image [C,s,s], prompt [4], physics targets [P], quality) per sample.
 
-    def __init__(self, ds: BuiltDataSet, indices: Sequence[int], pre: Preprocessing,
-                 vocabulary: Mapping[str, Sequence[str]], input_mode: str = "crops",
-                 quality: Mapping[int, float] | None = None, seed: int = 0) -> None:
-        self.ds, self.indices, self.pre, self.vocab = ds, list(indices), pre, vocabulary
-        self.input_mode = input_mode
-        self.quality = quality
+    One random crop per item (each epoch sees a different one), placed by the agent's random
+    tissue placement, then flipped at random.
+    """
+
+    def __init__(self, ds: BuiltDataSet, indices: Sequence[int], card: ModelCard, input_mode: str = "crops",
+                 seed: int = 0) -> None:
+        self.ds, self.indices, self.input_mode = ds, list(indices), input_mode
+        self.card = with_crops(card, 1)
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -111,20 +136,13 @@ class CropDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         index = self.indices[i]
         sample = self.ds.samples[index]
-        img = sample_input(self.ds, index, self.pre, self.input_mode)
-        s = self.pre.crop_size
-        h, w = img.shape[-2:]
-        if h < s or w < s:  # stored crops smaller than the model input: pad with the background value
-            img = np.pad(img, ((0, 0), (0, max(0, s - h)), (0, max(0, s - w))), mode="edge")
-            h, w = img.shape[-2:]
-        y, x = int(self.rng.integers(0, h - s + 1)), int(self.rng.integers(0, w - s + 1))
-        img = img[:, y:y + s, x:x + s]
+        img = sample_crops(self.ds, index, self.card, self.input_mode, rng=self.rng)[0]
         if self.rng.random() < 0.5:
             img = img[:, :, ::-1]
         if self.rng.random() < 0.5:
             img = img[:, ::-1, :]
-        prompt = prompt_vector(self.vocab, sample.get("prompt", {}))
-        q = self.quality[index] if self.quality is not None else float(sample.get("quality", math.nan))
+        prompt = prompt_indices(sample.get("prompt") or {}, self.card)
+        q = float(sample.get("quality", math.nan))
         return (torch.from_numpy(np.ascontiguousarray(img)), torch.from_numpy(prompt),
                 torch.from_numpy(self.ds.targets(index)), torch.tensor(q, dtype=torch.float32))
 
