@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+
 from mediqa.agent.errors import ModelError
 from mediqa.agent.scoring.model_card import METADATA_KEY, ModelCard
 

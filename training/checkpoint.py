@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from mediqa.agent.errors import ModelError
 from mediqa.agent.scoring.model_card import ModelCard
 from mediqa.training.model import MedIQAManiqa, build_model

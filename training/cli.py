@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def _overrides(pairs: list[str]) -> dict[str, object]:
     import yaml
+
     from mediqa.agent.errors import ConfigError
 
     out: dict[str, object] = {}

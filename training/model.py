@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import Tensor, nn
+
 from mediqa.training.maniqa_blocks import ScaleSwin, TABlock
 from mediqa.training.prompts_embed import PromptEmbedding
 from mediqa.training.vit import VisionTransformer
-from torch import Tensor, nn
 
 logger = logging.getLogger(__name__)
 

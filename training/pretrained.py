@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
+
 from mediqa.agent.errors import ModelError
 from mediqa.training.vit import VisionTransformer
-from torch import Tensor
 
 logger = logging.getLogger(__name__)
 

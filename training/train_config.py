@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
 from mediqa.agent.errors import ConfigError
 
 logger = logging.getLogger(__name__)

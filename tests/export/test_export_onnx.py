@@ -9,6 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+
 from mediqa.agent.cli import main
 from mediqa.agent.errors import ModelError
 from mediqa.agent.scoring.model_card import METADATA_KEY, ModelCard, Preprocessing

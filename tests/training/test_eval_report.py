@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic_dataset import make_dataset
+
 from mediqa.agent.cli import main
 from mediqa.training.eval_metrics import krocc, plcc, roc_auc, srcc
-from synthetic_dataset import make_dataset
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "train" / "tiny.yaml"
 
