@@ -1,7 +1,8 @@
 """Header-only indexing: one file -> one frozen ``InstanceRecord``, or a ``DicomSkip`` with a reason.
 
 Pixels are never decoded here (``stop_before_pixels``), so indexing keeps up with a console
-exporting hundreds of files a second. Only the tags the agent uses are parsed (``specific_tags``).
+exporting hundreds of files a second. ``specific_tags`` is not used: measured on 512x512 CT it made
+``dcmread`` about 3x slower (2.4 vs 0.7 ms per file), and pydicom converts element values lazily anyway.
 """
 
 from __future__ import annotations
@@ -36,18 +37,6 @@ DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 LOCALIZER_WORDS = {"LOCALIZER", "SCOUT", "SURVIEW", "REF_SURVIEW", "TOPOGRAM", "SCANOGRAM"}
 SIEMENS_MOSAIC_TILES = Tag(0x0019, 0x100A)
 
-_TAGS = [
-    "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "Modality", "Manufacturer",
-    "ManufacturerModelName", "ImageType", "SeriesNumber", "SeriesDescription", "ProtocolName",
-    "BodyPartExamined", "StudyDescription", "InstanceNumber", "AcquisitionNumber", "Rows", "Columns",
-    "NumberOfFrames", "PixelSpacing", "SliceThickness", "ImagePositionPatient", "ImageOrientationPatient",
-    "RescaleSlope", "RescaleIntercept", "ImagesInAcquisition", "NumberOfTemporalPositions",
-    "TemporalPositionIdentifier", "MRAcquisitionType", "ScanningSequence", "SequenceVariant", "SequenceName",
-    "EchoTime", "RepetitionTime", "InversionTime", "DiffusionBValue", "ConvolutionKernel",
-    "ContrastBolusAgent", "InPlanePhaseEncodingDirection", "MagneticFieldStrength", "KVP", "Exposure",
-    "WindowCenter", "WindowWidth", "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
-    "AcquisitionContrast", "PulseSequenceName", SIEMENS_MOSAIC_TILES,
-]
 
 
 def read_header(path: str | os.PathLike[str], *, skip_derived: bool = True, skip_localizers: bool = True
@@ -62,7 +51,7 @@ def read_header(path: str | os.PathLike[str], *, skip_derived: bool = True, skip
         raise _skip("empty_file", "zero bytes (still being written?)", retry=True)
     try:
         with open(path, "rb") as fh:  # read-only: the agent never writes into the export folder
-            ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=_TAGS)
+            ds = pydicom.dcmread(fh, stop_before_pixels=True)
             pixels_complete = _pixel_data_complete(fh, ds, st.st_size)
     except PermissionError:
         raise _skip("permission_denied", "the agent's user cannot read this file") from None
