@@ -76,16 +76,16 @@ def run_agent(series_dir: Path, export: Path, state: Path, scorer_name: str, n: 
     agent = Agent(config, scorer, export, on_result=lambda r, i: (stamps.setdefault("result", time.perf_counter()),
                                                                   done.set()))
     index_time = [0.0]
+    indexed = [0]
     original_index = agent._index
 
     def timed_index(path, st):  # type: ignore[no-untyped-def]
         t0 = time.perf_counter()
         original_index(path, st)
         index_time[0] += time.perf_counter() - t0
-        if agent.tracker.state is not None and "last_indexed" not in stamps:
-            states = agent.tracker.all_states()
-            if states and states[0].instances == n:
-                stamps["last_indexed"] = time.perf_counter()
+        indexed[0] += 1
+        if indexed[0] == n:
+            stamps["last_indexed"] = time.perf_counter()
 
     agent._index = timed_index  # type: ignore[method-assign]
     original_due = agent.tracker.due
