@@ -62,12 +62,14 @@ def test_edge_size_is_a_few_million_parameters() -> None:
     model = build_model(arch_for("edge", num_physics=5))
     assert 1.0e6 < count_parameters(model) < 5.0e6
     assert model.arch.img_size == 96 and model.grid == 12
+    assert model.arch.num_tab == 1 and len(model.tablock1) == 1  # the latency budget (model docstring)
 
 
 def test_maniqa_b8_config_matches_the_paper() -> None:
     arch = SIZES["maniqa-b8"]
     assert (arch.img_size, arch.patch, arch.vit_dim, arch.taps, arch.embed_dim) == (224, 8, 768, (6, 7, 8, 9), 768)
     assert arch.vit_dim * len(arch.taps) == 3072 and arch.scale == 0.8 and arch.window == 4
+    assert arch.num_tab == 2
 
 
 def test_arch_from_dict_rejects_unknown_keys() -> None:
