@@ -100,14 +100,15 @@ def preview_from_dataset(folder: Path, out: Path, split: str | None = None) -> P
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     images = np.load(folder / "images.npy", mmap_mode="r")
     entries = [e for e in manifest["samples"] if split is None or e["split"] == split]
-    # One slice per source: the first stored slice of each keeps the grid readable.
-    first: dict[str, int] = {}
+    # One cell per (source, degradation, level): the first stored sample, usually all from one slice
+    # (3D motion samples come from the slab's own slices).
+    chosen: dict[tuple[str, str, int], dict[str, Any]] = {}
     for e in entries:
-        first.setdefault(e.get("source_name", e["source"]), e["slice"])
-    keep = [e for e in entries if e["slice"] == first[e.get("source_name", e["source"])]]
+        key = (e.get("source_name", e["source"]), e["degradation"]["type"], e["degradation"].get("level", 0))
+        chosen.setdefault(key, e)
+    keep = list(chosen.values())
     stack = np.stack([np.asarray(images[e["index"]]) for e in keep])
-    relabelled = [{**e} for e in keep]
-    return render_grid(relabelled, stack, out, f"{manifest['name']}-{manifest['version']}")
+    return render_grid(keep, stack, out, f"{manifest['name']}-{manifest['version']}")
 
 
 def preview_from_config(cfg: DataConfig, out: Path) -> Path:
