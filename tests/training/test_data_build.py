@@ -13,7 +13,8 @@ from mediqa.agent.cli import main
 from mediqa.training.datagen.builder import build
 from mediqa.training.datagen.config import load_data_config
 
-HEAD_PARAM = {"ct_dose": "dose_fraction", "mr_snr": "target_snr", "mr_ghost": "intensity"}
+HEAD_PARAM = {"ct_dose": ("ct_dose", "dose_fraction"), "mr_snr": ("mr_noise", "target_snr"),
+              "mr_ghost": ("mr_ghost", "intensity")}
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +44,18 @@ def test_manifest_follows_the_format(built: tuple[Path, Path]) -> None:
     assert "not an expert score" in m["quality"]["kind"] and m["quality"]["scale"] == [0, 4]
     assert [h["name"] for h in m["heads"]][0] == "ct_dose"
     assert m["counts"]["total"] == len(m["samples"])
+    checked: set[str] = set()
     for i, s in enumerate(m["samples"]):
         assert s["index"] == i and s["split"] in ("train", "val", "test")
         assert 0.0 <= s["quality"] <= 4.0 and set(s["labels"]) == {h["name"] for h in m["heads"]}
         assert (s["norm"] is None) == (s["modality"] == "CT")
-        for head, param in HEAD_PARAM.items():
-            if s["degradation"]["type"] == head.replace("ct_dose", "ct_dose"):
+        for head, (kind, param) in HEAD_PARAM.items():
+            if s["degradation"]["type"] == kind:
                 assert s["labels"][head] == s["degradation"]["params"][param]
+                checked.add(head)
         if s["degradation"]["type"] == "ct_dose" and s["degradation"]["params"]["dose_fraction"] == 1.0:
             assert s["quality"] == 4.0
+    assert checked == set(HEAD_PARAM)
 
 
 def test_splits_never_cut_a_series_and_hold_out_vendors(built: tuple[Path, Path]) -> None:
