@@ -137,17 +137,18 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {source} must hold a mapping at the top level")
     for dotted, value in (overrides or {}).items():
-        _set_dotted(raw, dotted, value)
+        set_dotted(raw, dotted, value)
     return config_from_dict(raw)
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> AgentConfig:
-    cfg = _build(AgentConfig, raw, "")
+    cfg = build_dataclass(AgentConfig, raw, "")
     _check(cfg)
     return cfg
 
 
-def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    """Apply a ``--set a.b.c=value`` style override to a raw YAML mapping."""
     node = raw
     *parents, leaf = dotted.split(".")
     for part in parents:
@@ -155,7 +156,11 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _build(cls: type[T], raw: Any, where: str) -> T:
+def build_dataclass(cls: type[T], raw: Any, where: str) -> T:
+    """A frozen dataclass from a YAML mapping: unknown keys fail with a "did you mean", values are typed.
+
+    Shared by every config in the project (agent, data sets, training) so they all fail the same way.
+    """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where or 'config'} must be a mapping, got {type(raw).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -179,7 +184,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(inner[0], value, where)
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)  # type: ignore[arg-type]
+        return build_dataclass(hint, value, where)  # type: ignore[arg-type]
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list")
@@ -192,6 +197,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if hint is Any:
         return value
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 3e-3 as text
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
         return float(value)
@@ -219,9 +229,9 @@ def _check(cfg: AgentConfig) -> None:
         "log_level": cfg.log_level.upper(),
     }
     for key, value in flat.items():
-        _one_of(key, value, _CHOICES[key])
+        check_choice(key, value, _CHOICES[key])
     for i, backend in enumerate(cfg.scoring.backends):
-        _one_of(f"scoring.backends[{i}]", backend, _BACKENDS)
+        check_choice(f"scoring.backends[{i}]", backend, _BACKENDS)
     if cfg.scoring.slices < 1:
         raise ConfigError("scoring.slices must be at least 1")
     if cfg.scoring.threads < 1:
@@ -238,7 +248,7 @@ def _check(cfg: AgentConfig) -> None:
             raise ConfigError(f"thresholds.rules[{i}].match is empty", "name at least one attribute regex")
 
 
-def _one_of(key: str, value: str, choices: tuple[str, ...]) -> None:
+def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         near = difflib.get_close_matches(value, choices, n=1)
         hint = f"did you mean '{near[0]}'?" if near else f"choose one of {', '.join(choices)}"

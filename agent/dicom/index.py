@@ -126,6 +126,15 @@ def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_ty
     mosaic = None
     if "MOSAIC" in image_type and SIEMENS_MOSAIC_TILES in ds:
         mosaic = _mosaic_tiles(ds[SIEMENS_MOSAIC_TILES].value)
+    # Enhanced MR keeps acquisition attributes in the functional groups, not at the top level.
+    shared = _first(ds.get("SharedFunctionalGroupsSequence"))
+    first_frame = _first(ds.get("PerFrameFunctionalGroupsSequence"))
+    phase = ds.get("InPlanePhaseEncodingDirection") or _item_attr(shared, "MRFOVGeometrySequence",
+                                                                 "InPlanePhaseEncodingDirection")
+    tr = ds.get("RepetitionTime") or _item_attr(shared, "MRTimingAndRelatedParametersSequence", "RepetitionTime")
+    te = ds.get("EchoTime") or _item_attr(first_frame, "MREchoSequence", "EffectiveEchoTime") or _item_attr(
+        shared, "MREchoSequence", "EffectiveEchoTime")
+    ti = ds.get("InversionTime") or _item_attr(shared, "MRModifierSequence", "InversionTimes")
     window = None
     wc, ww = _floats(ds.get("WindowCenter")), _floats(ds.get("WindowWidth"))
     if wc and ww:
@@ -163,13 +172,13 @@ def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_ty
         scanning_sequence=tuple(str(v) for v in _list(ds.get("ScanningSequence"))),
         sequence_variant=tuple(str(v) for v in _list(ds.get("SequenceVariant"))),
         sequence_name=str(ds.get("SequenceName", "") or ds.get("PulseSequenceName", "") or ""),
-        echo_time=_float(ds.get("EchoTime")),
-        repetition_time=_float(ds.get("RepetitionTime")),
-        inversion_time=_float(ds.get("InversionTime")),
+        echo_time=_float(te),
+        repetition_time=_float(tr),
+        inversion_time=_float(ti),
         diffusion_b_value=_float(ds.get("DiffusionBValue")),
         convolution_kernel=tuple(str(v) for v in _list(ds.get("ConvolutionKernel"))),
         contrast_agent=str(ds.get("ContrastBolusAgent", "") or ""),
-        phase_encode_direction=str(ds.get("InPlanePhaseEncodingDirection", "") or ""),
+        phase_encode_direction={"COLUMN": "COL"}.get(str(phase or "").upper(), str(phase or "").upper()),
         field_strength=_float(ds.get("MagneticFieldStrength")),
         kvp=_float(ds.get("KVP")),
         exposure_mas=_float(ds.get("Exposure")),

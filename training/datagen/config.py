@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from mediqa.agent.config import _build, _one_of
+from mediqa.agent.config import build_dataclass, check_choice
 from mediqa.agent.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def load_data_config(path: str | Path, overrides: dict[str, Any] | None = None) 
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
     raw.update(overrides or {})
-    cfg = _build(DataConfig, raw, "")
+    cfg = build_dataclass(DataConfig, raw, "")
     check(cfg)
     return cfg
 
@@ -134,9 +134,9 @@ def check(cfg: DataConfig) -> None:
         where = f"sources[{i}]"
         if not src.name or names.count(src.name) > 1:
             raise ConfigError(f"{where}: every source needs a unique name, got '{src.name}'")
-        _one_of(f"{where}.kind", src.kind, SOURCE_KINDS)
+        check_choice(f"{where}.kind", src.kind, SOURCE_KINDS)
         if src.modality:
-            _one_of(f"{where}.modality", src.modality, MODALITIES)
+            check_choice(f"{where}.modality", src.modality, MODALITIES)
         if src.kind == "mni152" and not src.modality:
             raise ConfigError(f"{where}: mni152 needs modality: MR")
         if src.kind != "mni152" and not src.path:

@@ -36,6 +36,9 @@ def test_extensionless_nested_and_enhanced_multiframe(shared_dicom):
     assert frames == [(1, 96), (20, 33)]
     t1 = next(r for r in series.values() if len(r) == 1)[0]
     assert len(t1.frames) == 96 and all(f.position for f in t1.frames)
+    # Enhanced objects keep these in the functional groups; the record still has them.
+    assert t1.phase_encode_direction == "ROW"
+    assert t1.repetition_time and t1.repetition_time > 1000 and t1.inversion_time
 
 
 def test_compressed_transfer_syntax_indexes(shared_dicom):
