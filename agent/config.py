@@ -108,7 +108,7 @@ class AgentConfig:
         return Path(os.path.expandvars(os.path.expanduser(self.state_dir)))
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return to_plain(dataclasses.asdict(self))
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -259,9 +259,10 @@ def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def _plain(value: Any) -> Any:
+def to_plain(value: Any) -> Any:
+    """Mappings and tuples (frozen config values) -> dicts and lists, for YAML/JSON output."""
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [to_plain(v) for v in value]
     return value

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mediqa.agent.config import to_plain
 from mediqa.agent.errors import ModelError
 
 METADATA_KEY = "mediqa.model_card"
@@ -70,7 +71,7 @@ class ModelCard:
         return vocab.index(value) if value in vocab else vocab.index(UNKNOWN)
 
     def to_json(self) -> str:
-        return json.dumps(_plain(dataclasses.asdict(self)), sort_keys=True)
+        return json.dumps(to_plain(dataclasses.asdict(self)), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
@@ -103,10 +104,3 @@ class ModelCard:
                 data[key] = tuple(data[key])
         return cls(**data)
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

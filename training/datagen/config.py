@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from mediqa.agent.config import build_dataclass, check_choice
+from mediqa.agent.config import build_dataclass, check_choice, to_plain
 from mediqa.agent.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class DataConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return to_plain(dataclasses.asdict(self))
 
     def data_root_path(self) -> Path:
         if self.data_root:
@@ -159,10 +159,3 @@ def check(cfg: DataConfig) -> None:
         if g not in groups:
             raise ConfigError(f"splits.val_groups: no source has group '{g}'", f"groups: {sorted(groups)}")
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
