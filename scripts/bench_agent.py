@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -61,7 +62,6 @@ def floors(files: list[Path]) -> dict[str, float]:
 
 
 def run_agent(series_dir: Path, export: Path, state: Path, scorer_name: str, n: int) -> dict[str, float]:
-    from mediqa.agent.commands.replay import replay
     from mediqa.agent.config import load_config
     from mediqa.agent.scoring.factory import make_scorer
     from mediqa.agent.service import Agent
@@ -102,7 +102,9 @@ def run_agent(series_dir: Path, export: Path, state: Path, scorer_name: str, n: 
     loop.start()
     time.sleep(0.5)
     t0 = time.perf_counter()
-    replay(series_dir, export / "series", rate=0)
+    # The console writes from its own process, as a real export does (not competing for our GIL).
+    subprocess.run([sys.executable, "-m", "mediqa.agent.cli", "replay", str(series_dir), str(export / "series"),
+                    "--rate", "0"], check=True, capture_output=True)
     stamps["replayed"] = time.perf_counter()
     done.wait(120)
     stop.set()
