@@ -151,11 +151,14 @@ def test_state_dir_inside_export_folder_is_refused(tmp_path):
         Agent(_config(tmp_path / "export" / "state"), ClassicalScorer(), tmp_path / "export")
 
 
-def test_watch_mode_sees_replayed_series(tmp_path, shared_dicom):
+@pytest.mark.parametrize("mode", ["native", "polling"])
+def test_watch_mode_sees_replayed_series(tmp_path, shared_dicom, mode):
     export = tmp_path / "export"
     export.mkdir()
     results = []
-    agent = Agent(_config(tmp_path / "state"), ClassicalScorer(), export, on_result=lambda r, i: results.append(r))
+    cfg = _config(tmp_path / "state", watch={"file_stable_s": 0.0, "reconcile_interval_s": 3600.0, "mode": mode,
+                                             "poll_interval_s": 0.2})
+    agent = Agent(cfg, ClassicalScorer(), export, on_result=lambda r, i: results.append(r))
     stop = threading.Event()
     loop = threading.Thread(target=agent.run, args=(stop,), kwargs={"watch": True, "tick_s": 0.05})
     loop.start()
@@ -168,3 +171,31 @@ def test_watch_mode_sees_replayed_series(tmp_path, shared_dicom):
         stop.set()
         loop.join(timeout=10)
     assert len(results) == 1 and results[0].n_instances == 28
+
+
+def test_logs_and_console_carry_no_patient_identifiers(tmp_path, shared_dicom, caplog, capsys):
+    import logging
+
+    import pydicom
+
+    from mediqa.agent.report.console import ConsoleReporter
+
+    src = shared_dicom / "dcm_qa_decubitus/In/HFS/3_t1_fl2d_sag"
+    first = pydicom.dcmread(next(src.iterdir()), stop_before_pixels=True)
+    secrets = {str(first.get(k, "")) for k in ("PatientName", "PatientID", "SeriesInstanceUID", "StudyInstanceUID")}
+    secrets = {s for s in secrets if len(s) > 3}
+    assert secrets
+    export = tmp_path / "export"
+    replay(src, export / "x", rate=0)
+    clock = Clock()
+    caplog.set_level(logging.DEBUG)
+    cfg = _config(tmp_path / "state", thresholds={"default": {"retake_below": 4.5}})  # force a WARNING alert
+    agent = Agent(cfg, ClassicalScorer(), export, clock=clock, on_result=ConsoleReporter("never"))
+    agent.step()
+    clock.now += 2
+    (result,) = agent.step()
+    assert result.decision == "retake"
+    text = caplog.text + capsys.readouterr().out
+    assert "RETAKE" in text
+    for secret in secrets:
+        assert secret not in text
