@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -107,11 +106,7 @@ def _scorer_checks(config) -> list[Check]:  # type: ignore[no-untyped-def]
     from mediqa.agent.errors import MediqaError
     from mediqa.agent.scoring.factory import make_scorer
 
-    out: list[Check] = []
-    for package in ("onnxruntime", "tensorrt"):
-        present = importlib.util.find_spec(package) is not None
-        status = "ok" if present or package == "tensorrt" else "warn"
-        out.append((status, f"package {package}", "installed" if present else "not installed"))
+    out: list[Check] = _model_checks(config)
     try:
         scorer = make_scorer(config)
     except MediqaError as exc:
@@ -119,6 +114,36 @@ def _scorer_checks(config) -> list[Check]:  # type: ignore[no-untyped-def]
     describe: Callable[[], str] | None = getattr(scorer, "describe", None)
     out.append(("ok", "scorer", f"{scorer.name} on {scorer.backend}" + (f": {describe()}" if describe else "")))
     scorer.close()
+    return out
+
+
+def _model_checks(config) -> list[Check]:  # type: ignore[no-untyped-def]
+    """The model and the backend chain, shown even when the classical scorer is configured."""
+    from mediqa.agent.errors import MediqaError
+    from mediqa.agent.scoring.models import read_card, resolve_model
+    from mediqa.engines import select_backend
+
+    needed = config.scoring.scorer == "learned"
+    bad = "fail" if needed else "warn"
+    try:
+        path = resolve_model(config.scoring.model)
+        card = read_card(path)
+    except MediqaError as exc:
+        return [(bad, "model", str(exc))]
+    out: list[Check] = [("ok", "model", f"{path.name}: {card.name} v{card.version}, {card.score_label}")]
+    cache = Path(config.scoring.engine_cache).expanduser() if config.scoring.engine_cache else (
+        config.state_path / "engines")
+    try:
+        backend, skipped = select_backend(path, config.scoring.backends, threads=config.scoring.threads,
+                                          engine_cache=cache, slices=config.scoring.slices)
+    except MediqaError as exc:
+        return [*out, (bad, "backends", str(exc))]
+    for reason in skipped:
+        status = "warn" if reason.kind in ("engine", "gate", "load") else "ok"
+        out.append((status, f"backend {reason.backend}", f"skipped: {reason.message}"
+                    + (f" ({reason.remedy})" if reason.remedy else "")))
+    out.append(("ok", "backend in use", backend.describe()))
+    backend.close()
     return out
 
 

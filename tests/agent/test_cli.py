@@ -61,3 +61,19 @@ def test_demo_without_shared_data_uses_generated_phantoms(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "2 series scored, 1 retake alert(s)" in out
     assert "Phantom low dose" in out and "Phantom standard dose" in out
+
+
+def test_doctor_shows_model_and_backend_chain(tmp_path, capsys):
+    from contract_model import contract_model
+
+    model = tmp_path / "m.onnx"
+    contract_model(model)
+    export = tmp_path / "export"
+    export.mkdir()
+    rc = main(["doctor", "--folder", str(export), "--state-dir", str(tmp_path / "s"), "--scorer", "learned",
+               "--set", f"scoring.model={model}"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "contract-test v1" in out
+    assert "backend tensorrt" in out and "skipped" in out  # why TensorRT is not used here
+    assert "backend in use" in out and "onnxruntime" in out.lower()
