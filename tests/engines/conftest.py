@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import tiny_model  # noqa: E402
+
 from mediqa.engines.gate.golden import GoldenSet, golden_from_inputs  # noqa: E402
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+
 from mediqa.agent.errors import ModelError
 from mediqa.engines.backends.onnxrt import OrtBackend
 from mediqa.engines.fp16 import convert_to_fp16

@@ -7,6 +7,7 @@ import sys
 import types
 
 import pytest
+
 from mediqa.agent.errors import BackendUnavailable, ConfigError
 from mediqa.engines.backends import chain
 from mediqa.engines.backends.chain import select_backend

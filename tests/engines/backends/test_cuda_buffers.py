@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from mediqa.engines.backends.base import Skip
 from mediqa.engines.backends.cuda_mem import load_cudart
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from mediqa.agent.errors import ModelError
 from mediqa.engines.backends.base import Skip
 from mediqa.engines.backends.onnxrt import OrtBackend

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mediqa.engines.backends.chain import select_backend
 from mediqa.engines.builder.pipeline import build_engine
 from mediqa.engines.cache.store import EngineCache

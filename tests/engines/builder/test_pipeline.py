@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+
 from mediqa.agent.errors import ModelError
 from mediqa.engines.builder.pipeline import CannotBuildHere, build_engine, check_fp16
 from mediqa.engines.cache.store import EngineCache
@@ -30,6 +31,7 @@ def test_build_without_tensorrt_explains_after_fp16(tiny_onnx, golden, tmp_path,
 
 def test_golden_set_for_another_model_is_refused(tiny_onnx, tmp_path):
     import numpy as np
+
     from mediqa.engines.gate.golden import golden_from_inputs
 
     other = golden_from_inputs([("a", {"pixels": np.zeros((1, 2), np.float32)}, "clean")], {})

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from mediqa.engines.cache import files
 from mediqa.engines.cache.files import CacheLocked, FileLock, atomic_write_bytes, atomic_write_json
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from mediqa.engines.backends.base import Skip
 from mediqa.engines.cache.lookup import find_engine
 from mediqa.engines.cache.manifest import PLAN_NAME

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from mediqa.engines.cache.manifest import MANIFEST_NAME, PLAN_NAME, ManifestError
 from mediqa.engines.cache.store import EngineCache
 from mediqa.engines.gpu import GpuIdentity

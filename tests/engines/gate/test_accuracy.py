@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from mediqa.engines.gate.accuracy import evaluate_gate, retake_threshold
 from mediqa.engines.gate.golden import golden_from_inputs
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from mediqa.agent.errors import ModelError
 from mediqa.engines.gate.golden import GoldenSet, golden_from_inputs
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from mediqa.engines.builder.pipeline import check_fp16
 from mediqa.engines.cache.store import EngineCache
 from mediqa.engines.gate.golden import GoldenSet
