@@ -3,7 +3,7 @@
 Every row of the comparison table scores the same samples: the classical noise scorer of the agent
 core, any ``--compare`` models (MANIQA without prompts, the released MedIQA recipe...) and the model
 under test. Metrics per sample (slice) overall, per modality and per degradation; the retake decision
-per series (samples sharing a series key and a degradation): ROC-AUC against "label below
+per series (samples sharing a series key, a degradation and its level): ROC-AUC against "label below
 retake_below", and the false-alert rate on undegraded series. Slice scores are the agent's (mean
 over a slice's crops, ``predict``); the series score is a plain mean of its slice scores, where the
 agent uses an importance-weighted mean: the data set stores no saliency weights (SERIES_AGGREGATION).
@@ -15,6 +15,7 @@ import json
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,31 @@ def _groups(ds: BuiltDataSet, idx: list[int], key: str) -> dict[str, list[int]]:
     return dict(sorted(groups.items()))
 
 
+def undegraded(sample: Mapping[str, Any], heads: Sequence[Mapping[str, Any]]) -> bool:
+    """True for a real slice left as acquired: no degradation, or one applied at its identity level.
+
+    A CT dose at fraction 1 returns the original slice; the manifest says so through labels that all
+    sit at their heads' neutral values. A head without a neutral value (MR SNR: the source's own SNR
+    is unknown) is labelled only when noise was added, so any label there means degraded.
+    """
+    if (sample.get("degradation") or {}).get("type") in UNDEGRADED:
+        return True
+    labels = sample.get("labels") or {}
+    neutral = {h["name"]: h.get("neutral") for h in heads}
+    if not labels or any(name not in neutral for name in labels):
+        return False
+    return all(value is None or (neutral[name] is not None and math.isclose(float(value), float(neutral[name])))
+               for name, value in labels.items())
+
+
+def series_key(sample: Mapping[str, Any]) -> str:
+    """One series = one source series at one degradation level (``level`` when the manifest has it;
+    per-slice calibration values in ``params`` must not split a series)."""
+    deg = sample.get("degradation") or {}
+    level = deg["level"] if "level" in deg else deg.get("params")
+    return json.dumps([sample.get("series_key"), deg.get("type"), level], sort_keys=True)
+
+
 def series_view(ds: BuiltDataSet, idx: list[int], scores: np.ndarray) -> dict[str, np.ndarray]:
     """Per series: mean predicted score, mean label, and whether the series is undegraded.
 
@@ -96,14 +122,12 @@ def series_view(ds: BuiltDataSet, idx: list[int], scores: np.ndarray) -> dict[st
     """
     buckets: dict[str, list[int]] = defaultdict(list)
     for k, i in enumerate(idx):
-        s = ds.samples[i]
-        deg = s.get("degradation") or {}
-        buckets[json.dumps([s.get("series_key"), deg.get("type"), deg.get("params")], sort_keys=True)].append(k)
+        buckets[series_key(ds.samples[i])].append(k)
     pred, truth, clean = [], [], []
     for members in buckets.values():
         pred.append(np.nanmean(scores[members]) if np.isfinite(scores[members]).any() else np.nan)
         truth.append(np.mean([ds.samples[idx[k]]["quality"] for k in members]))
-        clean.append((ds.samples[idx[members[0]]].get("degradation") or {}).get("type") in UNDEGRADED)
+        clean.append(all(undegraded(ds.samples[idx[k]], ds.heads) for k in members))
     return {"pred": np.array(pred), "truth": np.array(truth), "clean": np.array(clean, dtype=bool)}
 
 

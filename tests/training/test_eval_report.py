@@ -11,6 +11,7 @@ import pytest
 from synthetic_dataset import make_dataset
 
 from mediqa.agent.cli import main
+from mediqa.training.eval import series_key, undegraded
 from mediqa.training.eval_metrics import krocc, plcc, roc_auc, srcc
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "train" / "tiny.yaml"
@@ -50,3 +51,29 @@ def test_eval_table_and_onnx_parity(tmp_path: Path) -> None:
     assert set(ours["heads"]) == {"ct_dose", "mr_snr"}
     assert set(ours["modality"]) == {"CT", "MR"}
     assert ours["n_clean_series"] > 0 and 0.0 <= ours["false_alert_rate"] <= 1.0
+
+
+HEADS = [{"name": "ct_dose", "neutral": 1.0}, {"name": "ct_blur_fwhm_mm", "neutral": 0.0},
+         {"name": "mr_snr", "neutral": None}]
+
+
+def test_undegraded_means_identity_level_or_no_degradation() -> None:
+    def sample(kind: str, **labels: float | None) -> dict:
+        return {"degradation": {"type": kind}, "labels": {"ct_dose": None, "ct_blur_fwhm_mm": None,
+                                                          "mr_snr": None, **labels}}
+
+    assert undegraded(sample("none"), HEADS)
+    assert undegraded(sample("ct_dose", ct_dose=1.0, ct_blur_fwhm_mm=0.0), HEADS)  # full dose = the original
+    assert not undegraded(sample("ct_dose", ct_dose=0.5, ct_blur_fwhm_mm=0.0), HEADS)
+    assert not undegraded(sample("mr_noise", mr_snr=40.0), HEADS)  # no neutral SNR: labelled = noise added
+    assert not undegraded(sample("ct_dose", ct_dose=1.0, unknown_head=0.0), HEADS)
+
+
+def test_series_key_uses_the_level_not_per_slice_params() -> None:
+    a = {"series_key": "s1", "degradation": {"type": "ct_dose", "level": 2, "params": {"expected_noise_hu": 7.1}}}
+    b = {"series_key": "s1", "degradation": {"type": "ct_dose", "level": 2, "params": {"expected_noise_hu": 6.5}}}
+    c = {"series_key": "s1", "degradation": {"type": "ct_dose", "level": 3, "params": {"expected_noise_hu": 7.1}}}
+    assert series_key(a) == series_key(b) != series_key(c)
+    no_level = {"series_key": "s1", "degradation": {"type": "mr_noise", "params": {"snr": 5.0}}}
+    assert series_key(no_level) != series_key({**no_level, "degradation": {"type": "mr_noise",
+                                                                            "params": {"snr": 3.0}}})
