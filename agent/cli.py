@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "mediqa.agent.commands.score",
     "mediqa.agent.commands.replay",
     "mediqa.agent.commands.demo",
+    "mediqa.agent.commands.alerts",
     "mediqa.agent.commands.doctor",
     "mediqa.training.cli",
     "mediqa.export.cli",

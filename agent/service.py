@@ -22,10 +22,9 @@ from mediqa.agent.dicom.index import read_header
 from mediqa.agent.dicom.records import InstanceRecord
 from mediqa.agent.dicom.volume import plan_series
 from mediqa.agent.errors import ConfigError, DicomSkip, MediqaError
-from mediqa.agent.report.store import ResultStore
+from mediqa.agent.report.store import open_store
 from mediqa.agent.scoring.base import Scorer, SeriesResult
 from mediqa.agent.scoring.pipeline import score_layout
-from mediqa.agent.series.tracker import SeriesTracker, connect
 from mediqa.agent.watch.watcher import FolderWatcher, PathEvent, walk_files
 
 log = logging.getLogger(__name__)
@@ -53,9 +52,8 @@ class Agent:
         self.scorer = scorer
         self.clock = clock
         self.on_result = on_result
-        self.tracker = SeriesTracker(connect(state / "state.sqlite"), config.completion, clock)
-        jsonl = Path(config.report.jsonl)
-        self.store = ResultStore(self.tracker, jsonl if jsonl.is_absolute() else state / jsonl, clock)
+        self.store = open_store(config, clock)
+        self.tracker = self.store.tracker
         self.events: queue.Queue[PathEvent] = queue.Queue()
         self._pending: dict[str, _Pending] = {}
         self._saliency_todo: deque[InstanceRecord] = deque()  # filled as instances arrive, drained when idle

@@ -43,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     log_config(config)
     scorer = make_scorer(config)
     log.info("scorer %s on %s ready", scorer.name, scorer.backend)
-    agent = Agent(config, scorer, folder, on_result=ConsoleReporter(config.report.color))
+    reporter = ConsoleReporter(config.report.color)
+    agent = Agent(config, scorer, folder, on_result=reporter)
+    reporter.remind(agent.store.live("retake"))  # a restart never hides an unacknowledged alert
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

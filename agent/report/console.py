@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TextIO
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
 
 from mediqa.agent.scoring.base import SeriesResult
 
@@ -51,3 +52,13 @@ class ConsoleReporter:
         if result.decision == "retake":
             log.warning("RETAKE suggested: series %s (%s, #%s) score %.2f: %s [result %d]", result.series_key,
                         result.modality, result.series_number, result.score, "; ".join(result.reasons), result_id)
+
+    def remind(self, live_retakes: Sequence[Mapping[str, Any]]) -> int:
+        """At start: the retake alerts nobody acknowledged yet (``mediqa alerts --ack ID`` clears one)."""
+        open_alerts = [a for a in live_retakes if not a.get("acknowledged")]
+        for a in open_alerts:
+            text = (f"unacknowledged RETAKE [{a['result_id']}]: #{a.get('series_number')} "
+                    f"{a.get('series_description', '')[:32]} {a.get('modality')} score {a.get('score', 0):.2f}: "
+                    f"{'; '.join(a.get('reasons', [])[:2])}")
+            print(f"{_RED_BOLD} RETAKE {_RESET} {text}" if self.color else text, file=self.stream, flush=True)
+        return len(open_alerts)

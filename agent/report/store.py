@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mediqa.agent.config import AgentConfig
 from mediqa.agent.scoring.base import SeriesResult
-from mediqa.agent.series.tracker import SeriesTracker
+from mediqa.agent.series.tracker import SeriesTracker, connect
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ CREATE INDEX IF NOT EXISTS results_series ON results(series_uid);
 
 class ResultStore:
     def __init__(self, tracker: SeriesTracker, jsonl_path: Path, clock: Callable[[], float] = time.time) -> None:
-        self._tracker = tracker
+        self.tracker = tracker
         self._jsonl = jsonl_path
         self._clock = clock
         tracker.execute_script(_SCHEMA)
@@ -43,8 +44,8 @@ class ResultStore:
     def save(self, result: SeriesResult, generation: int) -> int | None:
         """Store a result and mark its series scored, atomically. None when the series changed meanwhile."""
         payload = result.to_json()
-        with self._tracker.transaction() as db:
-            if not self._tracker.mark_scored(db, result.series_uid, generation):
+        with self.tracker.transaction() as db:
+            if not self.tracker.mark_scored(db, result.series_uid, generation):
                 log.info("series %s changed while scoring; it will be scored again", result.series_key)
                 return None
             cur = db.execute(
@@ -59,31 +60,31 @@ class ResultStore:
         return new_id
 
     def acknowledge(self, result_id: int, who: str = "console") -> bool:
-        with self._tracker.transaction() as db:
+        with self.tracker.transaction() as db:
             cur = db.execute("UPDATE results SET acknowledged_at=?, acknowledged_by=? WHERE id=? AND "
                              "acknowledged_at IS NULL", (self._clock(), who, result_id))
         return cur.rowcount == 1
 
     def live(self, decision: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT id, json, acknowledged_at FROM results WHERE live=1"
+        sql = "SELECT id, json, acknowledged_at, created FROM results WHERE live=1"
         args: tuple[Any, ...] = ()
         if decision:
             sql += " AND decision=?"
             args = (decision,)
-        rows = self._tracker.query(sql + " ORDER BY id", args).fetchall()
-        return [dict(json.loads(j), result_id=i, acknowledged=a is not None) for i, j, a in rows]
+        rows = self.tracker.query(sql + " ORDER BY id", args).fetchall()
+        return [dict(json.loads(j), result_id=i, acknowledged=a is not None, created=c) for i, j, a, c in rows]
 
     def history(self, series_uid: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT id, live, json FROM results", ()
         if series_uid:
             sql, args = sql + " WHERE series_uid=?", (series_uid,)
-        rows = self._tracker.query(sql + " ORDER BY id", args).fetchall()
+        rows = self.tracker.query(sql + " ORDER BY id", args).fetchall()
         return [dict(json.loads(j), result_id=i, live=bool(live)) for i, live, j in rows]
 
     def flush_jsonl(self) -> int:
         """Append every result not yet in the JSON-lines file; returns how many lines were written."""
         last = _last_id(self._jsonl)
-        rows = self._tracker.query(
+        rows = self.tracker.query(
             "SELECT id, created, live, superseded_by, json FROM results WHERE id>? ORDER BY id", (last,)).fetchall()
         if not rows:
             return 0
@@ -113,3 +114,11 @@ def _last_id(path: Path) -> int:
         except (ValueError, KeyError, TypeError):
             continue
     return 0
+
+
+def open_store(config: AgentConfig, clock: Callable[[], float] = time.time) -> ResultStore:
+    """The result store of an agent's state dir, for commands that read or acknowledge alerts."""
+    state = config.state_path
+    tracker = SeriesTracker(connect(state / "state.sqlite"), config.completion, clock)
+    jsonl = Path(config.report.jsonl)
+    return ResultStore(tracker, jsonl if jsonl.is_absolute() else state / jsonl, clock)

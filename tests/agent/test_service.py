@@ -199,3 +199,36 @@ def test_logs_and_console_carry_no_patient_identifiers(tmp_path, shared_dicom, c
     assert "RETAKE" in text
     for secret in secrets:
         assert secret not in text
+
+
+def test_alerts_listed_acknowledged_and_reminded_after_restart(tmp_path, shared_dicom, capsys):
+    import io
+
+    from mediqa.agent.cli import main
+    from mediqa.agent.report.console import ConsoleReporter
+
+    export = tmp_path / "export"
+    replay(shared_dicom / SERIES[0], export / "a", rate=0)
+    clock = Clock()
+    cfg = _config(tmp_path / "state", thresholds={"default": {"retake_below": 4.5}})
+    agent = Agent(cfg, ClassicalScorer(), export, clock=clock)
+    agent.step()
+    clock.now += 2
+    (result,) = agent.step()
+    assert result.decision == "retake"
+    # After a restart the reporter reminds of the open alert, once per start.
+    again = Agent(cfg, ClassicalScorer(), export, clock=clock)
+    stream = io.StringIO()
+    assert ConsoleReporter("never", stream).remind(again.store.live("retake")) == 1
+    assert "unacknowledged RETAKE" in stream.getvalue()
+    state = ["--state-dir", str(tmp_path / "state")]
+    assert main(["alerts", *state]) == 0
+    listed = capsys.readouterr().out
+    rid = int(listed.split("]")[0].strip("[ "))
+    assert "RETAKE" in listed
+    assert main(["alerts", "--ack", str(rid), *state]) == 0
+    assert main(["alerts", "--ack", str(rid), *state]) == 1  # only once
+    capsys.readouterr()
+    assert main(["alerts", *state]) == 0
+    assert "no live retake alerts" in capsys.readouterr().out
+    assert ConsoleReporter("never", io.StringIO()).remind(again.store.live("retake")) == 0
