@@ -101,6 +101,7 @@ class Agent:
 
     def _index_ready(self) -> None:
         now = self.clock()
+        indexed: list[InstanceRecord] = []
         for path, pend in list(self._pending.items()):
             try:
                 st = os.stat(path)
@@ -112,9 +113,17 @@ class Agent:
                 continue
             if not pend.closed and now - pend.changed_at < self.config.watch.file_stable_s:
                 continue
-            self._index(path, st)
+            record = self._read(path, st)
+            if record is not None:
+                indexed.append(record)
+        if not indexed:
+            return
+        added = self.tracker.add_many(indexed)
+        if self.config.scoring.selection == "salient":
+            self._saliency_todo.extend(r for r, new in zip(indexed, added, strict=True) if new)
 
-    def _index(self, path: str, st: os.stat_result) -> None:
+    def _read(self, path: str, st: os.stat_result) -> InstanceRecord | None:
+        """Header of a stable file, or None (skipped for good, or left pending for a retry)."""
         ingest = self.config.ingest
         try:
             record = read_header(path, skip_derived=ingest.skip_derived, skip_localizers=ingest.skip_localizers)
@@ -124,16 +133,15 @@ class Agent:
             if retry and attempts < ingest.max_retries:
                 self._pending[path] = _Pending(st.st_size, st.st_mtime_ns, self.clock(), False)
                 log.debug("not ready yet (%s, try %d): %s", skip.reason, attempts, os.path.basename(path))
-                return
+                return None
             if retry:
                 self.tracker.record_skip(path, st.st_size, st.st_mtime_ns, skip.reason, final=True)
             self._pending.pop(path, None)
             self.skipped[path] = skip.reason
             log.info("skipped %s: %s", os.path.basename(path), skip)
-            return
+            return None
         self._pending.pop(path, None)
-        if self.tracker.add(record) and self.config.scoring.selection == "salient":
-            self._saliency_todo.append(record)
+        return record
 
     def _saliency_when_idle(self, budget_s: float = 0.05) -> None:
         """Saliency of arrived slices, in the gaps between arrivals, so completion does not wait for it.

@@ -77,17 +77,25 @@ def run_agent(series_dir: Path, export: Path, state: Path, scorer_name: str, n: 
                                                                   done.set()))
     index_time = [0.0]
     indexed = [0]
-    original_index = agent._index
+    original_read, original_add = agent._read, agent.tracker.add_many
 
-    def timed_index(path, st):  # type: ignore[no-untyped-def]
+    def timed_read(path, st):  # type: ignore[no-untyped-def]
         t0 = time.perf_counter()
-        original_index(path, st)
+        record = original_read(path, st)
         index_time[0] += time.perf_counter() - t0
-        indexed[0] += 1
-        if indexed[0] == n:
-            stamps["last_indexed"] = time.perf_counter()
+        return record
 
-    agent._index = timed_index  # type: ignore[method-assign]
+    def timed_add(records):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        added = original_add(records)
+        index_time[0] += time.perf_counter() - t0
+        indexed[0] += len(records)
+        if indexed[0] >= n and "last_indexed" not in stamps:
+            stamps["last_indexed"] = time.perf_counter()
+        return added
+
+    agent._read = timed_read  # type: ignore[method-assign]
+    agent.tracker.add_many = timed_add  # type: ignore[method-assign]
     original_due = agent.tracker.due
 
     def timed_due():  # type: ignore[no-untyped-def]

@@ -116,28 +116,37 @@ class SeriesTracker:
     # --- instances -----------------------------------------------------------------------------
     def add(self, record: InstanceRecord) -> bool:
         """Register an indexed instance; returns False for a duplicate (same SOP instance again)."""
+        return self.add_many([record])[0]
+
+    def add_many(self, records: list[InstanceRecord]) -> list[bool]:
+        """Register several instances in one transaction (one commit per batch keeps indexing fast)."""
         now = self._clock()
+        added = []
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,0)",
-                       (record.path, record.size, record.mtime_ns, "indexed", None))
-            if db.execute("SELECT 1 FROM instances WHERE sop_uid=?", (record.sop_instance_uid,)).fetchone():
-                return False
-            db.execute("INSERT INTO instances VALUES (?,?,?,?,?)",
-                       (record.sop_instance_uid, record.series_uid, record.path, pickle.dumps(record), now))
-            row = db.execute("SELECT state, instances FROM series WHERE series_uid=?", (record.series_uid,)
-                             ).fetchone()
-            expected = _expected_count(record)
-            if row is None:
-                db.execute("INSERT INTO series VALUES (?,?,?,?,?,?,?,?,NULL,NULL,0)",
-                           (record.series_uid, record.series_key, record.modality, "open", 1, expected, now, now))
-                return True
-            state = row[0]
-            if state in ("scored", "complete"):
-                state = "reopened"
-                log.info("series %s re-opened by a late instance", record.series_key)
-            db.execute("UPDATE series SET state=?, instances=instances+1, last_arrival=?, "
-                       "expected=COALESCE(?, expected) WHERE series_uid=?",
-                       (state, now, expected, record.series_uid))
+            for record in records:
+                added.append(self._add(db, record, now))
+        return added
+
+    def _add(self, db: sqlite3.Connection, record: InstanceRecord, now: float) -> bool:
+        db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,0)",
+                   (record.path, record.size, record.mtime_ns, "indexed", None))
+        if db.execute("SELECT 1 FROM instances WHERE sop_uid=?", (record.sop_instance_uid,)).fetchone():
+            return False
+        db.execute("INSERT INTO instances VALUES (?,?,?,?,?)",
+                   (record.sop_instance_uid, record.series_uid, record.path, pickle.dumps(record), now))
+        row = db.execute("SELECT state FROM series WHERE series_uid=?", (record.series_uid,)).fetchone()
+        expected = _expected_count(record)
+        if row is None:
+            db.execute("INSERT INTO series VALUES (?,?,?,?,?,?,?,?,NULL,NULL,0)",
+                       (record.series_uid, record.series_key, record.modality, "open", 1, expected, now, now))
+            return True
+        state = row[0]
+        if state in ("scored", "complete"):
+            state = "reopened"
+            log.info("series %s re-opened by a late instance", record.series_key)
+        db.execute("UPDATE series SET state=?, instances=instances+1, last_arrival=?, "
+                   "expected=COALESCE(?, expected) WHERE series_uid=?",
+                   (state, now, expected, record.series_uid))
         return True
 
     def store_saliency(self, series_uid: str, values: dict[tuple[str, int | None, int | None], float]) -> None:
