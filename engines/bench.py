@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+
 from mediqa.agent.errors import BackendUnavailable
 from mediqa.engines.backends.base import Backend
 from mediqa.engines.model_io import ModelInfo

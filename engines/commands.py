@@ -45,7 +45,8 @@ def resolve_model(args: argparse.Namespace) -> Path:
 
 
 def resolve_golden(args: argparse.Namespace, model: Path, cache: Any) -> Any:
-    """--golden FILE, else the cached golden set for this model, else build one from --golden-dicom."""
+    """--golden FILE, else the cached golden set for this model, else build one from --golden-dicom, else
+    from the bundled sample series (the shared real series when present, generated phantoms otherwise)."""
     from mediqa.engines.gate.golden import GoldenSet
     from mediqa.engines.model_io import read_model_card, read_model_info
 
@@ -56,14 +57,22 @@ def resolve_golden(args: argparse.Namespace, model: Path, cache: Any) -> Any:
     if cached.is_file() and not args.golden_dicom:
         logger.info("golden set: %s", cached)
         return GoldenSet.load(cached)
-    if not args.golden_dicom:
-        raise ModelError(f"no golden set for model {model.name}",
-                         "pass --golden FILE.npz, or --golden-dicom DIR with real CT/MR series to build one")
     from mediqa.engines.gate.golden_dicom import build_golden_from_dicom
 
-    golden = build_golden_from_dicom(Path(args.golden_dicom), read_model_card(info), slices=_slices(args))
+    if args.golden_dicom:
+        golden = build_golden_from_dicom(Path(args.golden_dicom), read_model_card(info), slices=_slices(args))
+        source = args.golden_dicom
+    else:
+        import tempfile
+
+        from mediqa.agent.samples import prepare_samples
+
+        with tempfile.TemporaryDirectory(prefix="mediqa-golden-") as tmp:
+            prepare_samples(Path(tmp))  # never the export folder: golden data must hold no patient images
+            golden = build_golden_from_dicom(Path(tmp), read_model_card(info), slices=_slices(args))
+        source = "the bundled sample series (pass --golden-dicom DIR to use your own)"
     golden.save(cached)
-    logger.info("golden set built from %s and saved to %s", args.golden_dicom, cached)
+    logger.info("golden set built from %s and saved to %s", source, cached)
     return golden
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from mediqa.agent.errors import ModelError
 
 logger = logging.getLogger(__name__)

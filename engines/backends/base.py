@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from types import TracebackType
 
 import numpy as np
+
 from mediqa.agent.errors import BackendUnavailable, ModelError
 from mediqa.engines.model_io import TensorSpec
 

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 import numpy as np
+
 from mediqa.engines.backends.base import Skip
 
 logger = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from mediqa.engines.backends.base import Backend, Skip
 from mediqa.engines.model_io import TensorSpec
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from mediqa.engines.backends.base import Backend, Skip
 from mediqa.engines.backends.cuda_mem import CudaError, CudaStream, HostDeviceBuffer, load_cudart, set_device
 from mediqa.engines.model_io import TensorSpec

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mediqa import __version__
 from mediqa.agent.errors import BackendUnavailable, MediqaError, ModelError
 from mediqa.engines.backends.base import Skip
 from mediqa.engines.backends.onnxrt import OrtBackend
@@ -29,8 +30,6 @@ from mediqa.engines.gate.accuracy import DEFAULT_TOLERANCE, GateResult, retake_t
 from mediqa.engines.gate.golden import GoldenSet
 from mediqa.engines.gpu import probe_gpu
 from mediqa.engines.model_io import ModelInfo, read_model_card, read_model_info, score_output_name, sha256_file
-
-from mediqa import __version__
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
+
 from mediqa.engines.gate.golden import GoldenSet
 
 logger = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from mediqa.agent.errors import ModelError
 from mediqa.engines.cache.files import atomic_write_bytes
 

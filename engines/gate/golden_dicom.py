@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from mediqa.agent.errors import MediqaError, ModelError
 from mediqa.engines.gate.golden import GoldenSet, golden_from_inputs
 

@@ -18,11 +18,6 @@ def test_build_without_tensorrt_exits_1_and_says_why(tiny_onnx, golden, tmp_path
     assert list((tmp_path / "c" / "fp16").glob("*.onnx"))
 
 
-def test_build_without_model_or_golden_set(tmp_path, capsys, tiny_onnx):
-    assert main(["engine", "build", str(tiny_onnx), "--cache", str(tmp_path)]) == 1
-    assert "no golden set" in capsys.readouterr().err
-
-
 def test_list_and_verify_on_an_empty_cache(tmp_path, capsys, tiny_onnx, golden, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     assert main(["engine", "list", "--cache", str(tmp_path)]) == 0
