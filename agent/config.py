@@ -108,7 +108,7 @@ class AgentConfig:
         return Path(os.path.expandvars(os.path.expanduser(self.state_dir)))
 
     def to_dict(self) -> dict[str, Any]:
-        return to_plain(dataclasses.asdict(self))
+        return to_plain(self)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -260,7 +260,12 @@ def _join(where: str, key: str) -> str:
 
 
 def to_plain(value: Any) -> Any:
-    """Mappings and tuples (frozen config values) -> dicts and lists, for YAML/JSON output."""
+    """Dataclasses, mappings and tuples (frozen config values) -> dicts and lists, for YAML/JSON output.
+
+    Not ``dataclasses.asdict``: it deep-copies values and cannot copy the read-only mappings we freeze with.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -71,7 +71,7 @@ class ModelCard:
         return vocab.index(value) if value in vocab else vocab.index(UNKNOWN)
 
     def to_json(self) -> str:
-        return json.dumps(to_plain(dataclasses.asdict(self)), sort_keys=True)
+        return json.dumps(to_plain(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:

@@ -77,3 +77,22 @@ def test_doctor_shows_model_and_backend_chain(tmp_path, capsys):
     assert "contract-test v1" in out
     assert "backend tensorrt" in out and "skipped" in out  # why TensorRT is not used here
     assert "backend in use" in out and "onnxruntime" in out.lower()
+
+
+def test_watch_command_runs_and_exits_when_idle(tmp_path, shared_dicom, capsys):
+    from mediqa.agent.commands.replay import replay
+
+    export = tmp_path / "export"
+    replay(shared_dicom / "dcm_qa_ct/In/Philips/S21570/S2010", export / "a", rate=0)
+    rc = main(["watch", "--folder", str(export), "--state-dir", str(tmp_path / "s"), "--scorer", "classical",
+               "--set", "completion.quiet_period_s.default=0.5", "--set", "completion.quiet_period_s.CT=0.5",
+               "--exit-when-idle", "1"])
+    assert rc == 0
+    assert "STD BRAIN 5MM" in capsys.readouterr().out
+
+
+def test_doctor_show_config(tmp_path, capsys):
+    export = tmp_path / "export"
+    export.mkdir()
+    assert main(["doctor", "--folder", str(export), "--state-dir", str(tmp_path / "s"), "--show-config"]) == 0
+    assert "quiet_period_s" in capsys.readouterr().out

@@ -25,3 +25,16 @@ def test_bad_choice_suggests_nearest():
 def test_type_errors_name_the_key():
     with pytest.raises(ConfigError, match="scoring.threads must be a whole number"):
         config_from_dict({"scoring": {"threads": "two"}})
+
+
+def test_resolved_config_serialises():
+    import json
+
+    import yaml
+
+    cfg = load_config(None, {"thresholds.rules": [{"name": "dwi", "match": {"modality": "MR"}, "retake_below": 1}]})
+    plain = cfg.to_dict()
+    assert plain["completion"]["quiet_period_s"]["CT"] == 5.0
+    assert plain["thresholds"]["rules"][0]["match"] == {"modality": "MR"}
+    json.dumps(plain)
+    assert yaml.safe_load(yaml.safe_dump(plain)) == plain

@@ -6,7 +6,6 @@ are physical values: dose fractions, view counts, FWHM in mm, target SNRs, displ
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +94,7 @@ class DataConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return to_plain(dataclasses.asdict(self))
+        return to_plain(self)
 
     def data_root_path(self) -> Path:
         if self.data_root:
