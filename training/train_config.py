@@ -6,21 +6,19 @@ resolved config is saved into every checkpoint and beside the run's outputs.
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
+from mediqa.agent.config import build_dataclass, set_dotted, to_plain
 from mediqa.agent.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,34 +62,6 @@ class TrainConfig:
         default_factory=lambda: {"retake_below": 2.0, "worst_slice_below": 1.0})
 
 
-def _build(cls: type[T], raw: Mapping[str, Any], where: str) -> T:
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    kwargs: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in fields:
-            hint = difflib.get_close_matches(key, fields, n=1)
-            raise ConfigError(f"unknown key '{where}{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
-        sub = {"model": ModelSection, "stage1": StageSection, "stage2": StageSection}.get(key)
-        if sub is not None and cls is TrainConfig:
-            value = _build(sub, value or {}, f"{key}.")
-        kwargs[key] = _coerce(value, str(fields[key].type), f"{where}{key}")
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, annotation: str, key: str) -> Any:
-    """YAML reads ``3e-3`` as a string (YAML 1.1); numbers are converted per the field's type."""
-    if value is None or isinstance(value, bool):
-        return value
-    try:
-        if annotation.startswith("float") and isinstance(value, (str, int)):
-            return float(value)
-        if annotation.startswith("int") and isinstance(value, str):
-            return int(value)
-    except ValueError:
-        raise ConfigError(f"'{key}' must be a number ({annotation}), got '{value}'") from None
-    return value
-
-
 def load_config(path: Path, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Read YAML, apply dotted overrides (``{"stage1.epochs": 1}``), validate."""
     try:
@@ -99,16 +69,12 @@ def load_config(path: Path, overrides: Mapping[str, Any] | None = None) -> Train
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read training config {path}: {exc}") from None
     for dotted, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    cfg = _build(TrainConfig, raw, "")
+        set_dotted(raw, dotted, value)
+    cfg = build_dataclass(TrainConfig, raw, "")
     if cfg.model.input not in ("crops", "recipe"):
         raise ConfigError(f"model.input must be 'crops' or 'recipe', not '{cfg.model.input}'")
     return cfg
 
 
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    return dict(to_plain(cfg))

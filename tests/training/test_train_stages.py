@@ -63,7 +63,7 @@ def test_resume_continues_the_history(trained: tuple[Path, Path]) -> None:
 
 
 def test_config_typo_is_an_error_with_a_hint(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+    with pytest.raises(ConfigError, match="did you mean 'stage1.epochs'"):
         load_config(TINY, {"stage1.epoch": 3})
 
 
