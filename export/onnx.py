@@ -75,11 +75,19 @@ def export_onnx(model: torch.nn.Module, card: ModelCard, out: Path, opset: int =
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".onnx.tmp")
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+    os.chmod(tmp, _readable_mode())  # mkstemp makes 0600; a service account must be able to read the model
     os.replace(tmp, out)
     report = ExportReport(out, opset, len(data), dq, dp, ln)
     logger.info("exported %s (%.1f MB, opset %d, %d LayerNormalization ops, parity quality %.2e physics %.2e)",
                 out, len(data) / 1e6, opset, ln, dq, dp)
     return report
+
+
+def _readable_mode() -> int:
+    """What ``open()`` would have created: 0666 minus the process umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def check_graph(proto: onnx.ModelProto, opset: int, expected_layernorms: int) -> int:

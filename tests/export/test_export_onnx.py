@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,9 @@ def test_export_contract_and_parity(tmp_path: Path) -> None:
     assert report.layernorm_ops == sum(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
     assert read_model_card(report.path) == card
     assert any(p.key == METADATA_KEY for p in proto.metadata_props)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert report.path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would create it, not mkstemp's 0600
     sess = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
     for n in (1, 7):  # dynamic batch
         q, phys = sess.run(None, {"image": np.zeros((n, 3, 32, 32), np.float32),
