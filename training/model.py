@@ -8,8 +8,10 @@ share every feature with the score, which is what makes them an explanation of i
 
 The ``edge`` size runs one transposed-attention block per stage (``num_tab=1``), MANIQA runs two:
 on ONNX Runtime CPU with 2 threads a 7-slice series (28 crops) took 0.152 s median with two and
-0.136 s with one, and the budget is 0.15 s on a 2-core console; the TAB is a channel-attention
-refinement, the cheapest part of the network to halve. ``maniqa-b8`` stays faithful (two).
+0.136 s with one (re-measured interleaved, load average 1.2: 0.171 s and 0.145 s, p90 0.23 / 0.19 s;
+``scripts/bench_edge_size.py``), and the budget is 0.15 s on a 2-core console. The TAB is a
+channel-attention refinement, the cheapest part of the network to halve. ``maniqa-b8`` stays
+faithful (two).
 
 Outputs are in the model card's units: ``quality`` on ``score_range``; ``physics`` in each head's
 target units (the manifest's ``transform`` applied to the raw label, e.g. log2 dose fraction).
