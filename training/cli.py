@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     help="another checkpoint/ONNX for the comparison table, e.g. 'MANIQA without prompts=np.pt'")
     ev.add_argument("--out", type=Path, default=None, help="report folder (default: beside MODEL, eval-<split>)")
     ev.add_argument("--limit", type=int, default=None, help="evaluate at most this many samples (quick checks)")
+    ev.add_argument("--label", default=None,
+                    help="table label of MODEL (default: 'ours (MANIQA + prompts, crops)'), e.g. to state its budget")
     ev.set_defaults(func=run_eval)
 
     try:
@@ -82,5 +84,6 @@ def run_eval(args: argparse.Namespace) -> int:
             raise ConfigError(f"--compare expects LABEL=MODEL, got '{item}'")
         others.append((label, Path(path)))
     out = args.out or args.model.parent / f"eval-{args.split}"
-    evaluate(args.model, args.data, out, split=args.split, compare=others, limit=args.limit)
+    label = {"label": args.label} if args.label else {}
+    evaluate(args.model, args.data, out, split=args.split, compare=others, limit=args.limit, **label)
     return 0

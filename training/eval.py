@@ -155,8 +155,11 @@ def row_metrics(ds: BuiltDataSet, idx: list[int], scored: Scored, threshold: flo
     return out
 
 
+MAIN_LABEL = "ours (MANIQA + prompts, crops)"
+
+
 def evaluate(model: Path, data: Path, out: Path, split: str = "test", compare: list[tuple[str, Path]] | None = None,
-             limit: int | None = None) -> dict[str, Any]:
+             limit: int | None = None, label: str = MAIN_LABEL) -> dict[str, Any]:
     ds = open_dataset(data)
     idx = ds.split(split)[:limit]
     if not idx:
@@ -167,7 +170,7 @@ def evaluate(model: Path, data: Path, out: Path, split: str = "test", compare: l
     if classical is not None:
         rows.append(classical)
     rows += [score_model(label, path, ds, idx) for label, path in compare or []]
-    main = score_model("ours (MANIQA + prompts, crops)", model, ds, idx)
+    main = score_model(label, model, ds, idx)
     rows.append(main)
     threshold = float((main.card.thresholds if main.card else {}).get("retake_below", 2.0))
     results = {r.label: row_metrics(ds, idx, r, threshold) for r in rows}

@@ -51,6 +51,9 @@ def test_eval_table_and_onnx_parity(tmp_path: Path) -> None:
     assert set(ours["heads"]) == {"ct_dose", "mr_snr"}
     assert set(ours["modality"]) == {"CT", "MR"}
     assert ours["n_clean_series"] > 0 and 0.0 <= ours["false_alert_rate"] <= 1.0
+    assert main(["eval", str(ckpt), "--data", str(data), "--out", str(tmp_path / "ev_label"), "--limit", "8",
+                 "--label", "ours, 1 + 1 epochs"]) == 0
+    assert "| ours, 1 + 1 epochs |" in (tmp_path / "ev_label" / "table.md").read_text()
 
 
 HEADS = [{"name": "ct_dose", "neutral": 1.0}, {"name": "ct_blur_fwhm_mm", "neutral": 0.0},
