@@ -63,7 +63,7 @@ def normalise(slices: np.ndarray, modality: str, card: ModelCard,
 
 
 def _to_unit(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    span = max(float(hi) - float(lo), 1e-6)  # a constant image maps to -1 (as training's copy does)
+    span = max(float(hi) - float(lo), 1e-6)
     return (np.clip((x - np.float32(lo)) / np.float32(span), 0.0, 1.0) * 2.0 - 1.0).astype(np.float32)
 
 
