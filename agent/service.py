@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import stat
 import threading
 import time
 from collections import deque
@@ -67,7 +68,7 @@ class Agent:
             st = os.stat(path)
         except OSError:
             return  # gone again (a temp file renamed away)
-        if not os.path.isfile(path) or self.tracker.file_known(path, st.st_size, st.st_mtime_ns):
+        if not stat.S_ISREG(st.st_mode) or self.tracker.file_known(path, st.st_size, st.st_mtime_ns):
             return
         prev = self._pending.get(path)
         if prev is None or (prev.size, prev.mtime_ns) != (st.st_size, st.st_mtime_ns):
