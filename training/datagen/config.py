@@ -18,7 +18,7 @@ from mediqa.agent.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-SOURCE_KINDS = ("dicom", "pydicom", "mni152")
+SOURCE_KINDS = ("dicom", "pydicom", "mni152", "mni152_ct")
 MODALITIES = ("CT", "MR")
 
 
@@ -58,6 +58,8 @@ class CTConfig:
     blur_fwhm_mm: tuple[float, ...] = (0.8, 1.6, 2.4)
     slab_slices: tuple[int, ...] = (3, 5)  # only for series thinner than slab_max_step_mm
     slab_max_step_mm: float = 1.5
+    image_noise_hu: tuple[float, ...] = (5.0, 10.0, 20.0, 30.0, 45.0)  # added in the image domain
+    image_noise_max_correlation_mm: float = 1.2  # grain FWHM drawn per sample in [0, this]; 0 = white
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def check(cfg: DataConfig) -> None:
             check_choice(f"{where}.modality", src.modality, MODALITIES)
         if src.kind == "mni152" and not src.modality:
             raise ConfigError(f"{where}: mni152 needs modality: MR")
-        if src.kind != "mni152" and not src.path:
+        if src.kind not in ("mni152", "mni152_ct") and not src.path:
             raise ConfigError(f"{where}: path is required for kind {src.kind}")
         lo, hi = (src.slice_range + (0.0, 1.0))[:2]
         if not 0.0 <= lo <= hi <= 1.0 or src.slices < 1:
@@ -149,6 +151,8 @@ def check(cfg: DataConfig) -> None:
                               f"({cfg.ct.projection_views})")
     if any(not 0 < d <= 1 for d in cfg.ct.dose_fractions):
         raise ConfigError("ct.dose_fractions must lie in (0, 1]")
+    if any(s <= 0 for s in cfg.ct.image_noise_hu) or cfg.ct.image_noise_max_correlation_mm < 0:
+        raise ConfigError("ct.image_noise_hu must be > 0 and ct.image_noise_max_correlation_mm >= 0")
     if any(k < 3 or k % 2 == 0 for k in cfg.ct.slab_slices):
         raise ConfigError("ct.slab_slices must be odd and >= 3")
     if any(len(a) != 2 for a in cfg.quality.anchors):

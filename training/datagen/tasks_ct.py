@@ -1,8 +1,9 @@
-"""All degradations of one CT slice: dose levels, sparse views, kernel blur and thick slabs.
+"""All degradations of one CT slice: dose levels, image-domain noise, sparse views, kernel blur and thick slabs.
 
 The forward projection (the expensive step) is done once per slice and shared by every dose level and
 view count. Dose needs a noise measurement in soft tissue (global noise level, the agent's classical
-estimator): slices without enough soft tissue keep their other degradations and log why dose was skipped.
+estimator): slices without enough soft tissue keep their other degradations and log why dose (and the
+image-domain noise, whose dose label needs the same measurement) was skipped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from mediqa.training.datagen.sources import SourceSeries
 from mediqa.training.datagen.tasks import Made, rng_for
 from mediqa.training.degrade.ct_blur import simulate_kernel_blur, simulate_thick_slice
 from mediqa.training.degrade.ct_dose import calibrate_i0, simulate_dose
+from mediqa.training.degrade.ct_noise import simulate_image_noise
 from mediqa.training.degrade.ct_project import Projection
 from mediqa.training.degrade.ct_sparse import SparseViews
 
@@ -41,6 +43,11 @@ def ct_slice_degradations(src: SourceSeries, k: int, cfg: DataConfig) -> Made:
     if calib is not None:
         for level, dose in enumerate(cfg.ct.dose_fractions):
             made.append((k, level, simulate_dose(proj, dose, calib, rng_for(cfg, src, k, "ct_dose", level)), image))
+        for level, sigma in enumerate(cfg.ct.image_noise_hu):
+            rng = rng_for(cfg, src, k, "ct_noise", level)
+            corr = float(rng.uniform(0.0, cfg.ct.image_noise_max_correlation_mm))
+            made.append((k, level, simulate_image_noise(image, sigma, calib.source_noise_hu, src.spacing_mm, corr, rng),
+                         image))
     sparse = SparseViews(proj)
     for level, views in enumerate(cfg.ct.sparse_views):
         made.append((k, level, sparse.simulate(views), image))

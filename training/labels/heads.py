@@ -28,6 +28,11 @@ class Head:
     kind: str  # the degradation whose parameter this is
     param: str  # the parameter's name in that degradation's params
     neutral: float | None  # label when the degradation was not applied (None: unknown)
+    also: tuple[str, ...] = ()  # other degradations that set the same parameter (image noise: a dose)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return (self.kind, *self.also)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -36,8 +41,9 @@ class Head:
 
 
 HEADS: tuple[Head, ...] = (
-    Head("ct_dose", "CT", "fraction of the source's dose", "log2", (math.log2(0.05), 0.0),
-         "ct_dose", "dose_fraction", 1.0),
+    # Down to 1/256: image-domain noise of 45 HU on a quiet 3 HU source is the dose of ~0.4%.
+    Head("ct_dose", "CT", "fraction of the source's dose", "log2", (-8.0, 0.0),
+         "ct_dose", "dose_fraction", 1.0, also=("ct_noise",)),
     Head("ct_view_undersampling", "CT", "full views / views used (1 = all views)", "log2", (0.0, math.log2(6)),
          "ct_sparse", "undersampling", 1.0),
     Head("ct_blur_fwhm_mm", "CT", "added in-plane Gaussian PSF FWHM, mm", "identity", (0.0, 3.0),
@@ -70,7 +76,7 @@ def head_labels(modality: str, kind: str, params: Mapping[str, Any]) -> dict[str
     for head in HEADS:
         if head.modality != modality:
             labels[head.name] = None
-        elif head.kind == kind:
+        elif kind in head.kinds:
             raw = float(params[head.param])
             labels[head.name] = _CONVERT.get(head.name, lambda v: v)(raw)
         else:
