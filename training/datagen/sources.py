@@ -72,6 +72,8 @@ def _load_cached(spec: SourceSpec, data_root: str) -> SourceSeries:
         return _from_dicom(spec, Path(data_root))
     if spec.kind == "pydicom":
         return _from_pydicom(spec)
+    if spec.kind == "mni152_ct":
+        return _from_pseudo_ct(spec)
     return _from_mni152(spec)
 
 
@@ -134,3 +136,14 @@ def _from_mni152(spec: SourceSpec) -> SourceSeries:
                         series_key=series_key("nilearn:mni152_t1_1mm"), volume=volume,
                         spacing_mm=(float(zooms[1]), float(zooms[0])), slice_step_mm=float(zooms[2]),
                         pe_direction="", source_path="nilearn/MNI152_T1_1mm")
+
+
+def _from_pseudo_ct(spec: SourceSpec) -> SourceSeries:
+    """A simulated head CT from the MNI152 tissue maps (see ``pseudo_ct``)."""
+    from mediqa.training.datagen.pseudo_ct import WINDOW, pseudo_ct_volume
+
+    volume, spacing, step = pseudo_ct_volume()
+    return SourceSeries(spec=spec, modality="CT", vendor=spec.vendor or "MNI152 pseudo-CT",
+                        series_key=series_key("nilearn:mni152_pseudo_ct_0.5mm"), volume=volume,
+                        spacing_mm=spacing, slice_step_mm=step, pe_direction="",
+                        source_path="nilearn/MNI152 tissue maps (pseudo-CT)", window=WINDOW)
