@@ -2,8 +2,9 @@
 
 One implementation for the agent and for training (training imports ``normalise``/``prepare``), so
 the model always sees at run time exactly what it saw when it learned. CT: each HU window of the
-card is one channel mapped to [-1, 1]. MR: robust percentiles over the given slices jointly (or a
-caller-supplied ``mr_norm``) mapped to [-1, 1], repeated over the channels. Crops are taken at
+card is one channel mapped to [-1, 1]. MR: each slice's own robust percentiles (or a caller-supplied
+``mr_norm``) mapped to [-1, 1], repeated over the channels; per slice because training stores each
+sample's own percentiles, so the agent and training normalise a slice identically. Crops are taken at
 native resolution (shrinking a 512 slice would erase the noise texture the model judges), placed
 where the body is, deterministically unless a training ``rng`` asks for random placement.
 Raw stored values never reach a model: callers pass slices already rescaled to physical units.
@@ -34,10 +35,10 @@ class CropPos(NamedTuple):
     x: int
 
 
-def mr_norm_for(slices: np.ndarray, card: ModelCard) -> tuple[float, float]:
-    """(lo, hi) = the card's MR percentiles over all given slices jointly (robust to a few hot pixels)."""
+def mr_norm_for(image: np.ndarray, card: ModelCard) -> tuple[float, float]:
+    """(lo, hi) = the card's MR percentiles of one slice (robust to a few hot pixels)."""
     lo_p, hi_p = card.preprocessing.mr_percentiles
-    lo, hi = np.percentile(np.asarray(slices, dtype=np.float32), [lo_p, hi_p])
+    lo, hi = np.percentile(np.asarray(image, dtype=np.float32), [lo_p, hi_p])
     return float(lo), float(hi)
 
 
@@ -56,8 +57,10 @@ def normalise(slices: np.ndarray, modality: str, card: ModelCard,
         chans = [_to_unit(x, c - w / 2.0, c + w / 2.0) for c, w in pre.ct_windows]
         return np.stack(chans, axis=1)
     if modality == "MR":
-        lo, hi = mr_norm if mr_norm is not None else mr_norm_for(x, card)
-        one = _to_unit(x, lo, hi)
+        if mr_norm is not None:
+            one = _to_unit(x, *mr_norm)
+        else:
+            one = np.stack([_to_unit(s, *mr_norm_for(s, card)) for s in x]) if len(x) else x
         return np.repeat(one[:, None], pre.channels, axis=1)
     raise ValueError(f"no preprocessing defined for modality {modality!r} (CT and MR only)")
 
