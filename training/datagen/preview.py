@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 _SHORT = {"dose_fraction": "dose", "n_views": "views", "fwhm_mm": "fwhm", "slab_slices": "slab",
           "target_snr": "SNR", "motion_rms_mm": "rms mm", "intensity": "ghost", "relative_amplitude": "spike",
           "strength": "bias", "acceleration": "R", "keep_fraction": "keep", "sigma_hu": "+HU"}
-_MAIN = {"ct_dose": "dose_fraction", "ct_noise": "sigma_hu", "ct_sparse": "n_views", "ct_blur": None, "mr_noise": "target_snr",
+_MAIN = {"ct_dose": "dose_fraction", "ct_noise": "sigma_hu", "ct_sparse": "n_views", "ct_blur": None,
+         "mr_noise": "target_snr",
          "mr_motion": "max_translation_mm", "mr_ghost": "intensity", "mr_spike": "relative_amplitude",
          "mr_bias": "strength", "mr_undersample": "acceleration", "mr_truncation": "keep_fraction"}
 
