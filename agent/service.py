@@ -103,7 +103,13 @@ class Agent:
     def _index_ready(self) -> None:
         now = self.clock()
         indexed: list[InstanceRecord] = []
+        stable_s = self.config.watch.file_stable_s
         for path, pend in list(self._pending.items()):
+            # A file still inside its quiet window cannot be ready: no stat until the window ends (with
+            # thousands of files arriving, stat-ing them all on every pass dominated the loop). A write
+            # in the meantime shows as a changed size or mtime at that stat and restarts the window.
+            if not pend.closed and now - pend.changed_at < stable_s:
+                continue
             try:
                 st = os.stat(path)
             except OSError:
@@ -111,8 +117,6 @@ class Agent:
                 continue
             if (st.st_size, st.st_mtime_ns) != (pend.size, pend.mtime_ns):
                 self._pending[path] = _Pending(st.st_size, st.st_mtime_ns, now, False)
-                continue
-            if not pend.closed and now - pend.changed_at < self.config.watch.file_stable_s:
                 continue
             record = self._read(path, st)
             if record is not None:

@@ -232,3 +232,26 @@ def test_alerts_listed_acknowledged_and_reminded_after_restart(tmp_path, shared_
     assert main(["alerts", *state]) == 0
     assert "no live retake alerts" in capsys.readouterr().out
     assert ConsoleReporter("never", io.StringIO()).remind(again.store.live("retake")) == 0
+
+
+def test_files_inside_their_quiet_window_are_not_stat_again(tmp_path, shared_dicom, monkeypatch):
+    export = tmp_path / "export"
+    replay(shared_dicom / SERIES[0], export / "a", rate=0)
+    clock = Clock()
+    agent = Agent(_config(tmp_path / "state", watch={"file_stable_s": 5.0, "reconcile_interval_s": 3600.0}),
+                  ClassicalScorer(), export, clock=clock)
+    agent.reconcile()
+    n = len(agent._pending)
+    assert n >= 28
+    import mediqa.agent.service as service
+
+    calls = []
+    real_stat = os.stat
+    monkeypatch.setattr(service.os, "stat", lambda p, *a, **k: calls.append(p) or real_stat(p, *a, **k))
+    for _ in range(3):
+        clock.now += 1.0
+        agent._index_ready()
+    assert calls == [] and len(agent._pending) == n  # still quiet: nothing to look at yet
+    clock.now += 3.0
+    agent._index_ready()
+    assert len(calls) >= n and not agent._pending  # window over: each file stat'ed and indexed (or skipped)
