@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from data_paths import DEFAULT_CONFIG, TINY_CONFIG
 
@@ -47,3 +48,14 @@ def test_disjointness_guard_catches_a_cut_series() -> None:
     with pytest.raises(AssertionError, match="both train and test"):
         check_disjoint([{"group": "a", "series_key": "s1", "split": "train"},
                         {"group": "a", "series_key": "s1", "split": "test"}])
+
+
+def test_small_slices_are_padded_with_nothing_not_water() -> None:
+    from mediqa.training.datagen.sample import PAD_FILL, centre_crop
+
+    ct = np.full((128, 128), 40.0, np.float32)
+    out, pad = centre_crop(ct, 160, PAD_FILL["CT"])
+    assert out.shape == (160, 160) and pad == [[16, 16], [16, 16]]
+    assert out[0, 0] == -1000.0 and out[80, 80] == 40.0  # air around a CT slice, not 0 HU (water)
+    big, pad = centre_crop(np.arange(200 * 200, dtype=np.float32).reshape(200, 200), 160, PAD_FILL["CT"])
+    assert pad is None and big[0, 0] == 20 * 200 + 20  # larger slices are centre-cropped, not padded

@@ -20,6 +20,9 @@ from mediqa.training.labels.proxy import ProxyMapping, clinical_window, proxy_me
 log = logging.getLogger(__name__)
 
 MR_NORM_PERCENTILES = (0.5, 99.5)
+# Padding of slices smaller than the stored crop must read as "nothing": air in CT (0 HU would be a band
+# of water around the image, which the model would learn as content), background in MR.
+PAD_FILL = {"CT": -1000.0, "MR": 0.0}
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,8 @@ class Sample:
     clean: np.ndarray  # float32 [S, S]
 
 
-def centre_crop(image: np.ndarray, size: int) -> tuple[np.ndarray, list[list[int]] | None]:
-    """Centre crop to ``size``; zero-pad the sides that are shorter (the padding is returned)."""
+def centre_crop(image: np.ndarray, size: int, fill: float = 0.0) -> tuple[np.ndarray, list[list[int]] | None]:
+    """Centre crop to ``size``; pad the sides that are shorter with ``fill`` (the padding is returned)."""
     out = np.asarray(image, dtype=np.float32)
     pad: list[list[int]] = []
     for axis, n in enumerate(out.shape):
@@ -44,7 +47,7 @@ def centre_crop(image: np.ndarray, size: int) -> tuple[np.ndarray, list[list[int
             before = (size - n) // 2
             pad.append([before, size - n - before])
     if any(p != [0, 0] for p in pad):
-        out = np.pad(out, pad, mode="constant")
+        out = np.pad(out, pad, mode="constant", constant_values=fill)
         return np.ascontiguousarray(out), pad
     return np.ascontiguousarray(out), None
 
@@ -52,8 +55,9 @@ def centre_crop(image: np.ndarray, size: int) -> tuple[np.ndarray, list[list[int
 def make_sample(src: SourceSeries, slice_index: int, level: int, degraded: Degraded, clean: np.ndarray,
                 crop_size: int, mapping: ProxyMapping) -> Sample:
     """Crop, label and describe one degraded slice of ``src``."""
-    image, pad = centre_crop(degraded.image, crop_size)
-    clean_crop, _ = centre_crop(clean, crop_size)
+    fill = PAD_FILL[src.modality]
+    image, pad = centre_crop(degraded.image, crop_size, fill)
+    clean_crop, _ = centre_crop(clean, crop_size, fill)
     window = clinical_window(src.modality, src.spec.anatomy, clean_crop, src.window)
     metric = proxy_metric(clean_crop, image, window)
     params = degraded.plain_params()
