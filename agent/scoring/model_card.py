@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,7 +72,9 @@ class ModelCard:
         return vocab.index(value) if value in vocab else vocab.index(UNKNOWN)
 
     def to_json(self) -> str:
-        return json.dumps(to_plain(self), sort_keys=True)
+        # Strict JSON: a metric that could not be computed (NaN) is written as null, which every JSON
+        # reader accepts; bare NaN is a Python extension that jq, browsers and most parsers reject.
+        return json.dumps(_finite_or_null(to_plain(self)), sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
@@ -104,3 +107,12 @@ class ModelCard:
                 data[key] = tuple(data[key])
         return cls(**data)
 
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value

@@ -69,3 +69,16 @@ def test_score_command_json_with_learned_model(tmp_path, model_path, shared_dico
     assert line["modality"] == "MR" and line["scorer"] == "learned" and line["instances"] == 35
     assert {"series_uid", "score", "decision", "reasons", "processing_ms"} <= set(line)
     assert np.isfinite(line["score"])
+
+
+def test_model_card_json_is_strict_json_even_with_nan_metrics() -> None:
+    import dataclasses
+
+    from mediqa.agent.scoring.models import default_model_path, read_card
+
+    card = dataclasses.replace(read_card(default_model_path()),
+                               metrics={"val": {"srcc_slab": float("nan"), "srcc_dose": 0.5}})
+    text = card.to_json()
+    assert "NaN" not in text
+    back = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert back["metrics"]["val"] == {"srcc_slab": None, "srcc_dose": 0.5}
