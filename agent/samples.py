@@ -21,6 +21,9 @@ SHARED_SERIES = (
     "dcm_qa_ct/In/GE",  # head CT with gantry tilt
     "dcm_qa_decubitus/In/HFS/3_t1_fl2d_sag",  # 2D T1 sagittal
 )
+# The noisy copy is made of the human head CT: the phantom is almost all air and bone on the brain
+# window (under 1% of its pixels lie in 0..80 HU), so added noise barely shows where a reader looks.
+NOISY_COPY_OF = "dcm_qa_ct/In/GE"
 
 
 def shared_data_root() -> Path | None:
@@ -33,13 +36,14 @@ def shared_data_root() -> Path | None:
 
 
 def prepare_samples(staging: Path) -> list[Path]:
-    """Folders to replay: a few real series and a noisy copy of the first, or phantoms."""
+    """Folders to replay: a few real series and a noisy copy of the head CT, or phantoms."""
     root = shared_data_root()
     if root is not None:
         sources = [root / rel for rel in SHARED_SERIES if (root / rel).is_dir()]
         if sources:
             noisy = staging / "noisy"
-            add_noise_copy(sources[0], noisy, sigma=30.0, seed=1)  # far noisier than any diagnostic head CT
+            base = root / NOISY_COPY_OF if (root / NOISY_COPY_OF).is_dir() else sources[0]
+            add_noise_copy(base, noisy, sigma=30.0, seed=1)  # far noisier than any diagnostic head CT
             return [*sources, noisy]
     log.info("shared data not found: using generated phantom series")
     clean, noisy = staging / "phantom_clean", staging / "phantom_noisy"
