@@ -76,7 +76,7 @@ class ThresholdConfig:
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    scorer: str = "classical"  # classical (noise measures, the baseline) or learned (ONNX model)
+    scorer: str = "learned"  # learned (the ONNX model) or classical (noise measures, the baseline)
     model: str = "default"  # "default" = the embedded edge model, or a path to an .onnx file
     backends: tuple[str, ...] = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
     threads: int = 2

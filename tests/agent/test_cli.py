@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from mediqa.agent.cli import main
 
 
@@ -35,11 +37,14 @@ def test_user_error_is_one_line_exit_1(capsys, tmp_path):
     assert err.startswith("mediqa score: error:") and err.count("\n") == 1
 
 
-def test_demo_scores_every_sample_and_flags_the_noisy_one(capsys, shared_dicom):
-    assert main(["demo", "--scorer", "classical"]) == 0
+@pytest.mark.parametrize("args,scorer", [([], "learned"), (["--scorer", "classical"], "classical")])
+def test_demo_scores_every_sample_and_flags_the_noisy_one(capsys, shared_dicom, args, scorer):
+    assert main(["demo", *args]) == 0  # no --scorer: the default, the embedded learned model
     out = capsys.readouterr().out
     assert "4 series scored, 1 retake alert(s)" in out
-    assert "RETAKE" in out and "(simulated noise)" in out
+    lines = [line for line in out.splitlines() if " sl  score " in line]
+    assert len(lines) == 4 and all(f"{scorer}]" in line for line in lines if "RETAKE" not in line)
+    assert [("(simulated noise)" in line) for line in lines if "RETAKE" in line] == [True]
 
 
 def test_replay_copies_layout(tmp_path, shared_dicom, capsys):
@@ -53,11 +58,12 @@ def test_doctor_flags_missing_folder(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().out
 
 
-def test_demo_without_shared_data_uses_generated_phantoms(capsys, monkeypatch):
+@pytest.mark.parametrize("args", [[], ["--scorer", "classical"]])
+def test_demo_without_shared_data_uses_generated_phantoms(capsys, monkeypatch, args):
     import mediqa.agent.samples as samples
 
     monkeypatch.setattr(samples, "shared_data_root", lambda: None)
-    assert main(["demo", "--scorer", "classical"]) == 0
+    assert main(["demo", *args]) == 0
     out = capsys.readouterr().out
     assert "2 series scored, 1 retake alert(s)" in out
     assert "Phantom low dose" in out and "Phantom standard dose" in out
