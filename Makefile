@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench eval clean
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,16 @@ lint: setup
 
 bench: setup
 	$(PY) scripts/bench_agent.py
+
+# The default model's evaluation table (agent/models/edge-default-eval.md, ours + classical rows): builds the
+# default data set first when this checkout has not (5-11 min on 2 cores; needs ../shared/data), then scores it.
+DATA_VERSION = $(PY) -c 'from mediqa.training.datagen.config import load_data_config as l; \
+	from mediqa.training.datagen.writer import code_version as c, dataset_version as v; \
+	print(v(l("configs/data/default.yaml"), c()))'
+eval: setup
+	@d=data-out/default-$$($(DATA_VERSION)); \
+	test -d $$d || $(VENV)/bin/mediqa data build --config configs/data/default.yaml --out data-out; \
+	$(VENV)/bin/mediqa eval agent/models/edge-default.onnx --data $$d --out runs/eval-default
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
