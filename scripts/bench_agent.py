@@ -7,7 +7,7 @@ Reports, beside their floors measured in the same run:
   * slice-selection cost (saliency + choice) vs scoring time
 The series is built from the shared Philips 1 mm head CT (140 slices, repeated along z with new UIDs).
 
-    python scripts/bench_agent.py [--slices 300] [--scorer classical|learned]
+    python scripts/bench_agent.py [--slices 300] [--scorer learned|classical]
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def selection_cost(series_dir: Path) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--slices", type=int, default=300)
-    ap.add_argument("--scorer", default="classical", choices=("classical", "learned"))
+    ap.add_argument("--scorer", default="learned", choices=("classical", "learned"))
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     if not SOURCE.is_dir():
