@@ -40,6 +40,10 @@ class _Pending:
     changed_at: float
     closed: bool
 
+    def settling(self, now: float, stable_s: float) -> bool:
+        """Still inside its quiet window: it cannot be ready yet (a closed file needs no window)."""
+        return not self.closed and now - self.changed_at < stable_s
+
 
 class Agent:
     def __init__(self, config: AgentConfig, scorer: Scorer, folder: Path, *, clock: Callable[[], float] = time.time,
@@ -108,7 +112,7 @@ class Agent:
             # A file still inside its quiet window cannot be ready: no stat until the window ends (with
             # thousands of files arriving, stat-ing them all on every pass dominated the loop). A write
             # in the meantime shows as a changed size or mtime at that stat and restarts the window.
-            if not pend.closed and now - pend.changed_at < stable_s:
+            if pend.settling(now, stable_s):
                 continue
             try:
                 st = os.stat(path)
@@ -211,8 +215,8 @@ class Agent:
             self.reconcile()
         self._index_ready()
         results = self._score_due()
-        if not any(p.closed or self.clock() - p.changed_at >= self.config.watch.file_stable_s
-                   for p in self._pending.values()):
+        now, stable_s = self.clock(), self.config.watch.file_stable_s
+        if all(p.settling(now, stable_s) for p in self._pending.values()):
             self._saliency_when_idle()
         return results
 

@@ -75,7 +75,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from mediqa.agent.errors import ConfigError
-    from mediqa.training.eval import evaluate
+    from mediqa.training.eval import MAIN_LABEL, evaluate
 
     others: list[tuple[str, Path]] = []
     for item in args.compare:
@@ -84,6 +84,6 @@ def run_eval(args: argparse.Namespace) -> int:
             raise ConfigError(f"--compare expects LABEL=MODEL, got '{item}'")
         others.append((label, Path(path)))
     out = args.out or args.model.parent / f"eval-{args.split}"
-    label = {"label": args.label} if args.label else {}
-    evaluate(args.model, args.data, out, split=args.split, compare=others, limit=args.limit, **label)
+    evaluate(args.model, args.data, out, split=args.split, compare=others, limit=args.limit,
+             label=args.label or MAIN_LABEL)
     return 0
