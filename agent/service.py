@@ -21,12 +21,11 @@ from pathlib import Path
 from mediqa.agent.config import AgentConfig
 from mediqa.agent.dicom.index import read_header
 from mediqa.agent.dicom.records import InstanceRecord
-from mediqa.agent.dicom.volume import plan_series
-from mediqa.agent.errors import ConfigError, DicomSkip, MediqaError
+from mediqa.agent.pipeline import analyse_series
 from mediqa.agent.report.store import open_store
 from mediqa.agent.scoring.base import Scorer, SeriesResult
-from mediqa.agent.scoring.pipeline import score_layout
 from mediqa.agent.watch.watcher import FolderWatcher, PathEvent, walk_files
+from mediqa.errors import ConfigError, DicomSkip, MediqaError
 
 log = logging.getLogger(__name__)
 
@@ -176,16 +175,11 @@ class Agent:
         for st in self.tracker.due():
             records = self.tracker.records(st.series_uid)
             try:
-                layout = plan_series(records)
-                saliency = None
+                stored = None
                 if self.config.scoring.selection == "salient":
-                    from mediqa.agent.select.saliency import saliency_from_store
-
-                    pending = {id(r) for r in self._saliency_todo if r.series_uid == st.series_uid}
-                    if pending:
-                        self._saliency_todo = deque(r for r in self._saliency_todo if id(r) not in pending)
-                    saliency = saliency_from_store(layout, self.tracker.saliency(st.series_uid))
-                result = score_layout(layout, self.scorer, self.config, saliency=saliency)
+                    self._forget_saliency_todo(st.series_uid)  # computed for the whole series at scoring now
+                    stored = self.tracker.saliency(st.series_uid)
+                result = analyse_series(records, self.scorer, self.config, stored_saliency=stored).result
             except MediqaError as exc:
                 log.error("series %s could not be scored: %s", st.series_key, exc)
                 self._give_up(st.series_uid, st.generation, str(exc))
@@ -201,6 +195,10 @@ class Agent:
             if self.on_result:
                 self.on_result(result, result_id)
         return results
+
+    def _forget_saliency_todo(self, series_uid: str) -> None:
+        if any(r.series_uid == series_uid for r in self._saliency_todo):
+            self._saliency_todo = deque(r for r in self._saliency_todo if r.series_uid != series_uid)
 
     def _give_up(self, series_uid: str, generation: int, why: str) -> None:
         with self.tracker.transaction() as db:

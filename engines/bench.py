@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mediqa.agent.errors import BackendUnavailable
 from mediqa.engines.backends.base import Backend
 from mediqa.engines.model_io import ModelInfo
+from mediqa.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mediqa.agent.errors import BackendUnavailable, ModelError
 from mediqa.engines.cache.files import atomic_write_bytes
+from mediqa.errors import BackendUnavailable, ModelError
 
 logger = logging.getLogger(__name__)
 

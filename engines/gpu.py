@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from mediqa.agent.errors import BackendUnavailable
+from mediqa.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
 

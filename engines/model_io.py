@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from mediqa.agent.errors import ModelError
+from mediqa.errors import ModelError
+from mediqa.model_card import SCORE_OUTPUT
 
 logger = logging.getLogger(__name__)
 
@@ -116,15 +117,7 @@ def read_model_info(path: str | Path) -> ModelInfo:
     return info
 
 
-def read_model_card(info: ModelInfo) -> Any | None:
-    """The model card from the ONNX metadata, or None for a model exported without one."""
-    from mediqa.agent.scoring.model_card import METADATA_KEY, ModelCard
-
-    text = info.metadata.get(METADATA_KEY)
-    return ModelCard.from_json(text) if text else None
-
-
-def score_output_name(info: ModelInfo, preferred: str = "quality") -> str:
+def score_output_name(info: ModelInfo, preferred: str = SCORE_OUTPUT) -> str:
     """The output the accuracy gate and the retake decision read: ``quality`` by contract,
     else the first output with one value per batch item."""
     if preferred in info.output_names:

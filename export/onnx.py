@@ -23,14 +23,14 @@ import numpy as np
 import onnx
 import torch
 
-from mediqa.agent.errors import ModelError
-from mediqa.agent.scoring.model_card import METADATA_KEY, ModelCard
+from mediqa.errors import ModelError
+from mediqa.model_card import INPUT_NAMES, OUTPUT_NAMES, PROMPT_FIELDS, ModelCard, embed_card
 
 logger = logging.getLogger(__name__)
 
 OPSET = 17
-INPUTS = ("image", "prompt")
-OUTPUTS = ("quality", "physics")
+INPUTS = INPUT_NAMES
+OUTPUTS = OUTPUT_NAMES
 # Measured max |ORT - torch| on the edge model is ~1e-6 (quality, 0..4 scale); 1e-4 leaves margin
 # for other CPUs' kernels while still catching any real graph difference.
 ATOL = 1e-4
@@ -56,7 +56,7 @@ def export_onnx(model: torch.nn.Module, card: ModelCard, out: Path, opset: int =
     gen = torch.Generator().manual_seed(seed)
     image = torch.rand(3, pre.channels, pre.crop_size, pre.crop_size, generator=gen) * 2 - 1
     prompt = torch.stack([torch.randint(0, len(card.vocabulary[k]), (3,), generator=gen)
-                          for k in ("dimension", "modality", "anatomy", "image_type")], dim=1)
+                          for k in PROMPT_FIELDS], dim=1)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript tracer warnings about constant shapes are expected
@@ -66,8 +66,7 @@ def export_onnx(model: torch.nn.Module, card: ModelCard, out: Path, opset: int =
     proto = onnx.load_from_string(buf.getvalue())
     expected_ln = sum(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
     ln = check_graph(proto, opset, expected_ln)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, card.to_json()
+    embed_card(proto, card)
     onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()
     dq, dp = _parity(model, data, card, atol, seed + 1)
@@ -115,7 +114,7 @@ def _parity(model: torch.nn.Module, data: bytes, card: ModelCard, atol: float, s
     rng = np.random.default_rng(seed)
     image = rng.uniform(-1, 1, (5, pre.channels, pre.crop_size, pre.crop_size)).astype(np.float32)
     prompt = np.stack([rng.integers(0, len(card.vocabulary[k]), 5)
-                       for k in ("dimension", "modality", "anatomy", "image_type")], axis=1).astype(np.int64)
+                       for k in PROMPT_FIELDS], axis=1).astype(np.int64)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
@@ -129,12 +128,3 @@ def _parity(model: torch.nn.Module, data: bytes, card: ModelCard, atol: float, s
     if not (dq <= atol and dp <= atol):
         raise ModelError(f"ONNX Runtime differs from torch by {max(dq, dp):.2e} > {atol:.0e}")
     return dq, dp
-
-
-def read_model_card(path: Path) -> ModelCard:
-    """The card stored in an exported file (what the agent reads)."""
-    proto = onnx.load(str(path), load_external_data=False)
-    for prop in proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            return ModelCard.from_json(prop.value)
-    raise ModelError(f"{path} has no '{METADATA_KEY}' metadata", "re-export it with `mediqa export onnx`")

@@ -111,7 +111,7 @@ def run_agent(series_dir: Path, export: Path, state: Path, scorer_name: str, n: 
     time.sleep(0.5)
     t0 = time.perf_counter()
     # The console writes from its own process, as a real export does (not competing for our GIL).
-    subprocess.run([sys.executable, "-m", "mediqa.agent.cli", "replay", str(series_dir), str(export / "series"),
+    subprocess.run([sys.executable, "-m", "mediqa.cli.main", "replay", str(series_dir), str(export / "series"),
                     "--rate", "0"], check=True, capture_output=True)
     stamps["replayed"] = time.perf_counter()
     done.wait(120)

@@ -23,8 +23,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from mediqa.agent.scoring.model_card import DEFAULT_VOCABULARY, PROMPT_FIELDS, ModelCard, Preprocessing
 from mediqa.export.onnx import export_onnx
+from mediqa.model_card import DEFAULT_VOCABULARY, PROMPT_FIELDS, ModelCard, Preprocessing
 from mediqa.training.model import arch_dict, arch_for, build_model, count_parameters
 
 SLICES = 7

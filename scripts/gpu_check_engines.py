@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _step(report: dict, name: str, fn) -> None:  # type: ignore[no-untyped-def]
-    from mediqa.agent.errors import BackendUnavailable
+    from mediqa.errors import BackendUnavailable
 
     start = time.perf_counter()
     try:
@@ -58,7 +58,7 @@ def buffers_round_trip() -> dict:
 
     load_cudart()
     if gpu_count() == 0:
-        from mediqa.agent.errors import BackendUnavailable
+        from mediqa.errors import BackendUnavailable
 
         raise BackendUnavailable("cuda-python sees no GPU")
     set_device(0)
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--golden", type=Path, help="golden set .npz for --model")
     parser.add_argument("--golden-dicom", type=Path, help="build the golden set from DICOM series under DIR")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT / "tests" / "engines"))
+    sys.path.insert(0, str(ROOT / "tests"))
     report: dict = {"host": platform.node(), "python": platform.python_version()}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -133,16 +133,19 @@ def _golden(args: argparse.Namespace, model: Path, work: Path):  # type: ignore[
     if args.golden:
         return GoldenSet.load(args.golden)
     if args.golden_dicom:
-        from mediqa.engines.gate.golden_dicom import build_golden_from_dicom
-        from mediqa.engines.model_io import read_model_card, read_model_info
+        from mediqa.agent.golden import build_golden_from_dicom
+        from mediqa.engines.model_io import read_model_info
+        from mediqa.model_card import card_from_metadata
 
-        return build_golden_from_dicom(args.golden_dicom, read_model_card(read_model_info(model)))
+        return build_golden_from_dicom(args.golden_dicom, card_from_metadata(read_model_info(model).metadata))
     shared = ROOT.parent / "shared" / "data" / "dicom" / "dcm_qa_ct"
     if args.model is None and shared.is_dir():
-        from mediqa.engines.gate.golden_dicom import build_golden_from_dicom
-        from mediqa.engines.model_io import read_model_card, read_model_info
+        from mediqa.agent.golden import build_golden_from_dicom
+        from mediqa.engines.model_io import read_model_info
+        from mediqa.model_card import card_from_metadata
 
-        return build_golden_from_dicom(shared, read_model_card(read_model_info(model)), slices=3, max_series=3)
+        card = card_from_metadata(read_model_info(model).metadata)
+        return build_golden_from_dicom(shared, card, slices=3, max_series=3)
     import tiny_model
 
     return golden_from_inputs(tiny_model.golden_cases(), tiny_model.provenance())

@@ -7,7 +7,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from mediqa.agent.scoring.model_card import METADATA_KEY, ModelCard, Preprocessing
+from mediqa.model_card import METADATA_KEY, ModelCard, Preprocessing
 
 
 def contract_model(path: Path, crop: int = 32) -> ModelCard:

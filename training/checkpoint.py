@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from mediqa.agent.errors import ModelError
-from mediqa.agent.scoring.model_card import ModelCard
+from mediqa.errors import ModelError
+from mediqa.model_card import ModelCard
 from mediqa.training.model import MedIQAManiqa, build_model
 
 logger = logging.getLogger(__name__)

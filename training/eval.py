@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mediqa.agent.scoring.model_card import ModelCard
+from mediqa.model_card import ModelCard
 from mediqa.training.eval_metrics import agreement, roc_auc
 from mediqa.training.eval_report import scatter_plots, write_report
 from mediqa.training.predict import Runner, onnx_runner, predict_samples, torch_runner

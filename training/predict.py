@@ -1,6 +1,6 @@
 """Score stored samples the way the agent scores slices: its crops, its prompts, mean over crops.
 
-Each sample (one stored slice) goes through ``mediqa.agent.select.preprocess`` with the agent's
+Each sample (one stored slice) goes through ``mediqa.preprocess`` with the agent's
 deterministic crop placement; its score is the mean over its ``crops_per_slice`` consecutive crops,
 as the agent's learned scorer computes a slice score. Series aggregation lives in ``eval``.
 Backend-agnostic (``run(image, prompt) -> (quality, physics)`` in numpy), so the same code scores a
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mediqa.agent.scoring.model_card import ModelCard
-from mediqa.agent.select.preprocess import prompt_indices
+from mediqa.model_card import ModelCard
+from mediqa.preprocess import prompt_indices
 from mediqa.training.trainset import BuiltDataSet, sample_crops, with_crops
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def onnx_runner(path: Path, threads: int = 2) -> tuple[Runner, ModelCard]:
     """An ORT session on CPU as the agent configures it (fixed threads, no spinning)."""
     import onnxruntime as ort
 
-    from mediqa.export.onnx import read_model_card
+    from mediqa.model_card import read_card
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -99,4 +99,4 @@ def onnx_runner(path: Path, threads: int = 2) -> tuple[Runner, ModelCard]:
         q, p = sess.run(["quality", "physics"], {"image": image, "prompt": prompt})
         return q, p
 
-    return run, read_model_card(path)
+    return run, read_card(path)

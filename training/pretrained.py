@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mediqa.agent.errors import ModelError
+from mediqa.errors import ModelError
 from mediqa.training.vit import VisionTransformer
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 Training-only: it exists to train and score the "released recipe" comparison row of the evaluation
 table on the same data and budget as our model. The agent never runs it; every model it ships uses
-``mediqa.agent.select.preprocess`` (windowed native-resolution crops) instead.
+``mediqa.preprocess`` (windowed native-resolution crops) instead.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mediqa import __version__
-from mediqa.agent.scoring.model_card import DEFAULT_VOCABULARY, PROMPT_FIELDS, ModelCard, Preprocessing
+from mediqa.model_card import DEFAULT_VOCABULARY, PROMPT_FIELDS, ModelCard, Preprocessing
 from mediqa.training.checkpoint import TrainState, load_model, read_checkpoint, save_checkpoint, train_state
 from mediqa.training.eval_metrics import srcc
 from mediqa.training.model import MedIQAManiqa, arch_dict, arch_for, build_model

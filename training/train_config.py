@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from mediqa.agent.config import build_dataclass, set_dotted, to_plain
-from mediqa.agent.errors import ConfigError
+from mediqa.errors import ConfigError
+from mediqa.schema import build_dataclass, set_dotted, to_plain
 
 logger = logging.getLogger(__name__)
 

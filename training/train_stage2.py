@@ -18,7 +18,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from mediqa.agent.errors import ConfigError
+from mediqa.errors import ConfigError
 from mediqa.training.curves import plot_curves
 from mediqa.training.losses import physics_loss, quality_loss, ranking_loss
 from mediqa.training.progress import progress

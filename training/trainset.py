@@ -1,7 +1,7 @@
 """Read a built data set (docs/dataset-format.md) and serve model-ready crops to the trainers.
 
 The manifest is the only contract: stored images are physical units, and every sample goes through
-the agent's own preprocessing (``mediqa.agent.select.preprocess``), so a model learns on exactly the
+the agent's own preprocessing (``mediqa.preprocess``), so a model learns on exactly the
 windows, MR normalisation, padding and prompt indices it will get at run time. Training takes random
 tissue-placed crops (the agent module's ``rng`` placement, plus flips, which do not change image
 quality); evaluation and validation take the agent's deterministic placement (see ``sample_crops``).
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mediqa.agent.errors import MediqaError
-from mediqa.agent.scoring.model_card import ModelCard
-from mediqa.agent.select.preprocess import prepare, prompt_indices
+from mediqa.errors import MediqaError
+from mediqa.model_card import ModelCard
+from mediqa.preprocess import prepare, prompt_indices
 from mediqa.training.recipe_np import recipe_input
 
 logger = logging.getLogger(__name__)

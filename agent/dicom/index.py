@@ -20,7 +20,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
 
 from mediqa.agent.dicom.records import FrameGeometry, InstanceRecord
-from mediqa.agent.errors import DicomSkip
+from mediqa.errors import DicomSkip
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import numpy as np
 import pydicom
 
 from mediqa.agent.dicom.records import FrameGeometry, InstanceRecord
-from mediqa.agent.errors import SeriesError
+from mediqa.errors import SeriesError
 
 log = logging.getLogger(__name__)
 

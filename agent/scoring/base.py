@@ -1,7 +1,7 @@
 """The scorer interface: a series (its chosen slices + metadata) in, per-slice scores out.
 
 Scorers only judge slices. Choosing slices, aggregating to a series score and deciding
-ok / retake are shared (``mediqa.agent.scoring.pipeline``), so every scorer (the classical
+ok / retake are shared (``mediqa.agent.pipeline``), so every scorer (the classical
 baseline, the learned ONNX model, a TensorRT engine) is compared on the same footing.
 Scores use one scale everywhere: 0 (bad) .. 4 (excellent), higher is better.
 """
@@ -15,18 +15,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from mediqa.agent.dicom.volume import SeriesLayout
+from mediqa.agent.select.selection import Selection
 
 SCORE_MIN, SCORE_MAX = 0.0, 4.0
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which slices of the layout are scored and how much each counts."""
-
-    indices: tuple[int, ...]  # into layout.slices, in anatomical order
-    weights: tuple[float, ...]  # importance, sums to 1
-    saliency: tuple[float, ...] = ()  # per-slice saliency over the whole layout (may be empty)
-    method: str = "salient"
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ import numpy as np
 
 from mediqa.agent.config import AgentConfig
 from mediqa.agent.scoring.base import SeriesInput, SliceScores
-from mediqa.agent.scoring.model_card import ModelCard
-from mediqa.agent.scoring.models import read_card, resolve_model
-from mediqa.agent.select.preprocess import prepare, prompt_indices
+from mediqa.agent.scoring.models import resolve_model
+from mediqa.model_card import ModelCard, read_card
+from mediqa.preprocess import prepare, prompt_indices
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,8 @@ class LearnedScorer:
 
         model_path = resolve_model(config.scoring.model)
         card = read_card(model_path)
-        cache = Path(config.scoring.engine_cache).expanduser() if config.scoring.engine_cache else (
-            config.state_path / "engines")
         backend, skipped = select_backend(model_path, config.scoring.backends, threads=config.scoring.threads,
-                                          engine_cache=cache, slices=config.scoring.slices,
+                                          engine_cache=config.engine_cache_path, slices=config.scoring.slices,
                                           build_engines=config.scoring.build_engines)
         scorer = cls(model_path, card, backend, skipped)
         scorer._warm_up()

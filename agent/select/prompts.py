@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 from mediqa.agent.dicom.volume import SeriesLayout
-from mediqa.agent.errors import ConfigError
-from mediqa.agent.scoring.model_card import DEFAULT_VOCABULARY, PROMPT_FIELDS, UNKNOWN
+from mediqa.errors import ConfigError
+from mediqa.model_card import DEFAULT_VOCABULARY, PROMPT_FIELDS, UNKNOWN
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
+from mediqa.agent.dicom.decode import SliceKey, decode_downsampled, decode_record_downsampled, downsample, slice_key
 from mediqa.agent.dicom.records import InstanceRecord
 from mediqa.agent.dicom.volume import SeriesLayout
-from mediqa.agent.scoring.base import Selection
-from mediqa.agent.select.decode import SliceKey, decode_downsampled, decode_record_downsampled, downsample, slice_key
+from mediqa.agent.select.selection import Selection
 
 log = logging.getLogger(__name__)
 

@@ -15,21 +15,10 @@ from types import TracebackType
 
 import numpy as np
 
-from mediqa.agent.errors import BackendUnavailable, ModelError
 from mediqa.engines.model_io import TensorSpec
+from mediqa.errors import ModelError
 
 logger = logging.getLogger(__name__)
-
-SKIP_KINDS = ("package", "gpu", "engine", "load", "gate", "config")
-
-
-class Skip(BackendUnavailable):
-    """Why a backend cannot run here; ``kind`` is one of SKIP_KINDS (the chain groups messages by it)."""
-
-    def __init__(self, kind: str, message: str, remedy: str | None = None) -> None:
-        super().__init__(message, remedy)
-        self.kind = kind
-
 
 class Backend(ABC):
     """Subclasses implement ``_load`` (setting ``input_specs``/``output_names``), ``_infer``, ``_close``."""

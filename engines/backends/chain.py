@@ -13,13 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mediqa.agent.errors import BackendUnavailable, ConfigError, MediqaError
-from mediqa.engines.backends.base import Backend, Skip
+from mediqa.backends import BACKEND_NAMES
+from mediqa.engines.backends.base import Backend
 from mediqa.engines.backends.onnxrt import OrtBackend
+from mediqa.errors import BackendUnavailable, ConfigError, MediqaError, Skip
 
 logger = logging.getLogger(__name__)
 
-BACKEND_NAMES = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
 MAINTENANCE_KINDS = ("engine", "gate", "load")  # something an engineer should fix, not a missing option
 
 
@@ -91,7 +91,8 @@ def _tensorrt(ctx: ChainContext) -> Backend:
     from mediqa.engines.cache.lookup import find_engine
     from mediqa.engines.cache.store import EngineCache
     from mediqa.engines.gpu import probe_gpu
-    from mediqa.engines.model_io import read_model_card, read_model_info
+    from mediqa.engines.model_io import read_model_info
+    from mediqa.model_card import card_from_metadata
 
     trt = import_tensorrt()
     load_cudart()
@@ -103,7 +104,7 @@ def _tensorrt(ctx: ChainContext) -> Backend:
         raise Skip("config", "no engine cache configured (scoring.engine_cache)")
     cache = EngineCache(ctx.engine_cache)
     info = read_model_info(ctx.model_path)
-    need = series_batch(read_model_card(info), ctx.slices)
+    need = series_batch(card_from_metadata(info.metadata), ctx.slices)
     try:
         plan, manifest = find_engine(cache, info.sha256, str(trt.__version__), gpu, need)
     except Skip as exc:

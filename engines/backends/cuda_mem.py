@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mediqa.engines.backends.base import Skip
+from mediqa.errors import Skip
 
 logger = logging.getLogger(__name__)
 

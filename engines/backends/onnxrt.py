@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from mediqa.engines.backends.base import Backend, Skip
+from mediqa.engines.backends.base import Backend
 from mediqa.engines.model_io import TensorSpec
+from mediqa.errors import Skip
 
 logger = logging.getLogger(__name__)
 

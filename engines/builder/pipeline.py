@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from mediqa import __version__
-from mediqa.agent.errors import BackendUnavailable, MediqaError, ModelError
-from mediqa.engines.backends.base import Skip
 from mediqa.engines.backends.onnxrt import OrtBackend
 from mediqa.engines.backends.tensorrt import TensorRTBackend, import_tensorrt
 from mediqa.engines.cache.key import BuildRecipe, cache_key, key_components, series_batch
@@ -29,13 +27,11 @@ from mediqa.engines.fp16 import convert_to_fp16, converter_version
 from mediqa.engines.gate.accuracy import DEFAULT_TOLERANCE, GateResult, retake_threshold, run_gate
 from mediqa.engines.gate.golden import GoldenSet
 from mediqa.engines.gpu import probe_gpu
-from mediqa.engines.model_io import ModelInfo, read_model_card, read_model_info, score_output_name, sha256_file
+from mediqa.engines.model_io import ModelInfo, read_model_info, score_output_name, sha256_file
+from mediqa.errors import CannotBuildHere, MediqaError, ModelError, Skip
+from mediqa.model_card import card_from_metadata
 
 logger = logging.getLogger(__name__)
-
-
-class CannotBuildHere(BackendUnavailable):
-    """No TensorRT or no GPU here; raised only after the FP16 ONNX was written and checked."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,7 @@ def check_fp16(model_path: str | Path, cache: EngineCache, golden: GoldenSet, *,
     TensorRT gate on the GPU covers the latter.
     """
     info = read_model_info(model_path)
-    card = read_model_card(info)
+    card = card_from_metadata(info.metadata)
     golden.check_against(info.input_names)
     threshold = retake_threshold(card, 2.0) if retake_below is None else retake_below
     with cache.lock():

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mediqa.agent.errors import MediqaError, ModelError
 from mediqa.engines.backends.tensorrt import import_tensorrt
 from mediqa.engines.builder.layers import describe_counts, layer_precisions
 from mediqa.engines.cache.files import atomic_write_bytes
 from mediqa.engines.cache.key import BuildRecipe
+from mediqa.errors import MediqaError, ModelError
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mediqa.engines.backends.base import Skip
 from mediqa.engines.backends.onnxrt import OrtBackend
 from mediqa.engines.backends.tensorrt import TensorRTBackend, import_tensorrt
 from mediqa.engines.cache.key import BuildRecipe, cache_key, series_batch
@@ -22,7 +21,9 @@ from mediqa.engines.cache.store import EngineCache
 from mediqa.engines.gate.accuracy import DEFAULT_TOLERANCE, GateResult, retake_threshold, run_gate
 from mediqa.engines.gate.golden import GoldenSet
 from mediqa.engines.gpu import GpuIdentity, probe_gpu
-from mediqa.engines.model_io import read_model_card, read_model_info, score_output_name
+from mediqa.engines.model_io import read_model_info, score_output_name
+from mediqa.errors import Skip
+from mediqa.model_card import card_from_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def verify_engine(model_path: str | Path, cache: EngineCache, golden: GoldenSet,
     trt = import_tensorrt()
     gpu = probe_gpu(gpu_index, allow_smi=False)
     info = read_model_info(model_path)
-    card = read_model_card(info)
+    card = card_from_metadata(info.metadata)
     golden.check_against(info.input_names)
     plan, manifest = _find_any_gate(cache, info.sha256, str(trt.__version__), gpu, series_batch(card, slices))
     with TensorRTBackend(plan, gpu_index, label=manifest.key[:12]) as cand, OrtBackend(info.path, "cpu", 2) as ref:

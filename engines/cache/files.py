@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from mediqa.agent.errors import MediqaError
+from mediqa.errors import MediqaError
 
 logger = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 
-from mediqa.engines.backends.base import Skip
 from mediqa.engines.cache.key import BuildRecipe, cache_key
 from mediqa.engines.cache.manifest import Manifest, ManifestError
 from mediqa.engines.cache.store import EngineCache
 from mediqa.engines.gpu import GpuIdentity
+from mediqa.errors import Skip
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mediqa.agent.errors import MediqaError
+from mediqa.errors import MediqaError
 
 logger = logging.getLogger(__name__)
 

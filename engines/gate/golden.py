@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from mediqa.agent.errors import ModelError
 from mediqa.engines.cache.files import atomic_write_bytes
+from mediqa.errors import ModelError
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mediqa.agent.config import config_from_dict, load_config
-from mediqa.agent.errors import ConfigError
+from mediqa.errors import ConfigError
 
 
 def test_packaged_default_loads():

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mediqa.agent.commands.replay import replay
 from mediqa.agent.config import config_from_dict
 from mediqa.agent.scoring.classical import ClassicalScorer
 from mediqa.agent.service import Agent
+from mediqa.cli.replay import replay
 
 SERIES = ("dcm_qa_ct/In/Philips/S21570/S2010", "dcm_qa_decubitus/In/HFS/3_t1_fl2d_sag")
 
@@ -145,7 +145,7 @@ def test_half_written_file_waits_and_permission_denied_is_skipped(tmp_path, shar
 
 
 def test_state_dir_inside_export_folder_is_refused(tmp_path):
-    from mediqa.agent.errors import ConfigError
+    from mediqa.errors import ConfigError
 
     with pytest.raises(ConfigError, match="inside the export folder"):
         Agent(_config(tmp_path / "export" / "state"), ClassicalScorer(), tmp_path / "export")
@@ -204,8 +204,8 @@ def test_logs_and_console_carry_no_patient_identifiers(tmp_path, shared_dicom, c
 def test_alerts_listed_acknowledged_and_reminded_after_restart(tmp_path, shared_dicom, capsys):
     import io
 
-    from mediqa.agent.cli import main
     from mediqa.agent.report.console import ConsoleReporter
+    from mediqa.cli.main import main
 
     export = tmp_path / "export"
     replay(shared_dicom / SERIES[0], export / "a", rate=0)

@@ -1,18 +1,10 @@
-"""Engine test fixtures: the tiny contract model (exported once per session) and its golden set."""
+"""Engine test fixtures: GPU/TensorRT skips, a fake installed engine."""
 
 from __future__ import annotations
 
 import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-import tiny_model  # noqa: E402
-
-from mediqa.engines.gate.golden import GoldenSet, golden_from_inputs  # noqa: E402
 
 
 def _has_gpu() -> bool:
@@ -34,16 +26,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs the tensorrt package and a CUDA GPU"))
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU and cuda-python"))
-
-
-@pytest.fixture(scope="session")
-def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model.export_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx")
-
-
-@pytest.fixture(scope="session")
-def golden() -> GoldenSet:
-    return golden_from_inputs(tiny_model.golden_cases(), tiny_model.provenance())
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import numpy as np
 import onnx
 import pytest
 
-from mediqa.agent.errors import ModelError
 from mediqa.engines.backends.onnxrt import OrtBackend
 from mediqa.engines.fp16 import convert_to_fp16
 from mediqa.engines.gate.accuracy import run_gate
+from mediqa.errors import ModelError
 
 # FP16 rounding on this model measures ~1e-4; 0.01 leaves margin yet catches a broken conversion
 # (e.g. LayerNorm in FP16 or a wrong cast), which moves scores by >0.1.

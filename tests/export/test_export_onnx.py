@@ -11,10 +11,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from mediqa.agent.cli import main
-from mediqa.agent.errors import ModelError
-from mediqa.agent.scoring.model_card import METADATA_KEY, ModelCard, Preprocessing
-from mediqa.export.onnx import check_graph, export_onnx, read_model_card
+from mediqa.cli.main import main
+from mediqa.errors import ModelError
+from mediqa.export.onnx import check_graph, export_onnx
+from mediqa.model_card import METADATA_KEY, ModelCard, Preprocessing, read_card
 from mediqa.training.checkpoint import TrainState, save_checkpoint
 from mediqa.training.model import ArchConfig, arch_dict, build_model
 
@@ -39,7 +39,7 @@ def test_export_contract_and_parity(tmp_path: Path) -> None:
     assert [o.name for o in proto.graph.output] == ["quality", "physics"]
     assert proto.graph.input[1].type.tensor_type.elem_type == onnx.TensorProto.INT64
     assert report.layernorm_ops == sum(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
-    assert read_model_card(report.path) == card
+    assert read_card(report.path) == card
     assert any(p.key == METADATA_KEY for p in proto.metadata_props)
     umask = os.umask(0)
     os.umask(umask)

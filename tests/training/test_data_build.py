@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from data_paths import TINY_CONFIG
 
-from mediqa.agent.cli import main
+from mediqa.cli.main import main
 from mediqa.training.datagen.builder import build
 from mediqa.training.datagen.config import load_data_config
 

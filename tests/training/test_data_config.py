@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from data_paths import DEFAULT_CONFIG, TINY_CONFIG
 
-from mediqa.agent.errors import ConfigError
+from mediqa.errors import ConfigError
 from mediqa.training.datagen.config import SplitConfig, load_data_config
 from mediqa.training.datagen.splits import assign_splits, check_disjoint
 

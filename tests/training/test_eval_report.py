@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from synthetic_dataset import make_dataset
 
-from mediqa.agent.cli import main
+from mediqa.cli.main import main
 from mediqa.training.eval import series_key, undegraded
 from mediqa.training.eval_metrics import krocc, plcc, roc_auc, srcc
 

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from mediqa.agent.errors import ModelError
+from mediqa.errors import ModelError
 from mediqa.training.maniqa_blocks import shifted_window_mask, window_partition, window_reverse
 from mediqa.training.model import SIZES, ArchConfig, arch_for, build_model, count_parameters
 from mediqa.training.pretrained import load_vit_weights, map_timm_keys

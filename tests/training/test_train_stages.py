@@ -8,9 +8,9 @@ import pytest
 import torch
 from synthetic_dataset import make_dataset
 
-from mediqa.agent.cli import main
-from mediqa.agent.errors import ConfigError
-from mediqa.agent.scoring.model_card import ModelCard
+from mediqa.cli.main import main
+from mediqa.errors import ConfigError
+from mediqa.model_card import ModelCard
 from mediqa.training.checkpoint import load_model, read_checkpoint
 from mediqa.training.losses import physics_loss, ranking_loss
 from mediqa.training.train_config import load_config

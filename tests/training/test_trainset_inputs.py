@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from synthetic_dataset import make_dataset
 
-from mediqa.agent.scoring.model_card import ModelCard, Preprocessing
-from mediqa.agent.select.preprocess import PAD_VALUE, prepare, prompt_indices
+from mediqa.model_card import ModelCard, Preprocessing
+from mediqa.preprocess import PAD_VALUE, prepare, prompt_indices
 from mediqa.training.predict import predict_samples
 from mediqa.training.trainset import BuiltDataSet, CropDataset, open_dataset, sample_crops
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mediqa.agent.errors import ConfigError
+from mediqa.errors import ConfigError
 from mediqa.training.datagen.config import DataConfig
 from mediqa.training.datagen.sample import Sample
 from mediqa.training.datagen.sources import SourceSeries, load_source, source_available

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from mediqa.agent.config import build_dataclass, check_choice, to_plain
-from mediqa.agent.errors import ConfigError
+from mediqa.errors import ConfigError
+from mediqa.schema import build_dataclass, check_choice, to_plain
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from mediqa.agent.dicom.records import series_key
 from mediqa.agent.dicom.volume import SeriesLayout
-from mediqa.agent.errors import ConfigError
+from mediqa.errors import ConfigError
 from mediqa.training.datagen.config import SourceSpec
 
 log = logging.getLogger(__name__)

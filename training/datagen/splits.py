@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 
-from mediqa.agent.errors import ConfigError
+from mediqa.errors import ConfigError
 from mediqa.training.datagen.config import SplitConfig
 
 log = logging.getLogger(__name__)

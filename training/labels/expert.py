@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from mediqa.agent.errors import MediqaError
+from mediqa.errors import MediqaError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mediqa.agent.dicom.index import read_header, scan_tree
-from mediqa.agent.errors import DicomSkip
+from mediqa.errors import DicomSkip
 
 
 def _by_folder(series):

@@ -10,13 +10,12 @@ import onnx
 import pytest
 from contract_model import contract_model
 
-from mediqa.agent.commands.score import register  # noqa: F401 - the command module must import cleanly
 from mediqa.agent.config import config_from_dict
 from mediqa.agent.dicom.index import scan_tree
-from mediqa.agent.dicom.volume import plan_series
-from mediqa.agent.errors import ModelError
+from mediqa.agent.pipeline import analyse_series
 from mediqa.agent.scoring.learned import LearnedScorer
-from mediqa.agent.scoring.pipeline import score_layout
+from mediqa.cli.score import register  # noqa: F401 - the command module must import cleanly
+from mediqa.errors import ModelError
 
 
 @pytest.fixture
@@ -37,7 +36,7 @@ def test_learned_scorer_scores_real_ct_and_explains(tmp_path, model_path, shared
     scorer = LearnedScorer.from_config(cfg)
     try:
         (records,) = scan_tree(shared_dicom / "dcm_qa_ct/In/Philips/S21570/S2010").values()
-        result = score_layout(plan_series(records), scorer, cfg)
+        result = analyse_series(records, scorer, cfg).result
     finally:
         scorer.close()
     assert result.scorer == "learned" and result.backend
@@ -59,7 +58,7 @@ def test_missing_card_is_a_clear_error(tmp_path, model_path):
 
 
 def test_score_command_json_with_learned_model(tmp_path, model_path, shared_dicom, capsys):
-    from mediqa.agent.cli import main
+    from mediqa.cli.main import main
 
     rc = main(["score", str(shared_dicom / "dcm_qa_decubitus/In/HFS/3_t1_fl2d_sag"), "--json", "--scorer", "learned",
                "--set", f"scoring.model={model_path}", "--set", "scoring.backends=[onnxruntime-cpu]",
@@ -74,7 +73,8 @@ def test_score_command_json_with_learned_model(tmp_path, model_path, shared_dico
 def test_model_card_json_is_strict_json_even_with_nan_metrics() -> None:
     import dataclasses
 
-    from mediqa.agent.scoring.models import default_model_path, read_card
+    from mediqa.agent.scoring.models import default_model_path
+    from mediqa.model_card import read_card
 
     card = dataclasses.replace(read_card(default_model_path()),
                                metrics={"val": {"srcc_slab": float("nan"), "srcc_dose": 0.5}})

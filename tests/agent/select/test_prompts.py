@@ -8,9 +8,9 @@ import pytest
 
 from mediqa.agent.dicom.records import FrameGeometry, InstanceRecord
 from mediqa.agent.dicom.volume import SeriesLayout, plan_series
-from mediqa.agent.errors import ConfigError
-from mediqa.agent.scoring.model_card import DEFAULT_VOCABULARY
 from mediqa.agent.select.prompts import derive_prompt, load_rules, prompt_for
+from mediqa.errors import ConfigError
+from mediqa.model_card import DEFAULT_VOCABULARY
 
 # dimension / modality / anatomy / image_type, checked by reading each series' headers and README notes.
 # Series without BodyPartExamined and without an anatomical word stay "unknown" (no guess from EPI alone).

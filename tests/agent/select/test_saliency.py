@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from mediqa.agent.dicom import decode
 from mediqa.agent.dicom.volume import SeriesLayout, plan_series
-from mediqa.agent.select import decode, saliency
+from mediqa.agent.select import saliency
 from mediqa.agent.select.saliency import (
     EDGE_FRACTION,
     fixed_indices,

@@ -8,10 +8,10 @@ import types
 
 import pytest
 
-from mediqa.agent.errors import BackendUnavailable, ConfigError
 from mediqa.engines.backends import chain
 from mediqa.engines.backends.chain import select_backend
 from mediqa.engines.gpu import GpuIdentity
+from mediqa.errors import BackendUnavailable, ConfigError
 
 L4 = GpuIdentity(0, "NVIDIA L4", (8, 9), 58, 22478, "cuda-python")
 

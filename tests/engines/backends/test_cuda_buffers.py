@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from mediqa.engines.backends.base import Skip
 from mediqa.engines.backends.cuda_mem import load_cudart
+from mediqa.errors import Skip
 
 
 def test_missing_cuda_python_is_a_package_skip(monkeypatch):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mediqa.agent.errors import ModelError
-from mediqa.engines.backends.base import Skip
 from mediqa.engines.backends.onnxrt import OrtBackend
+from mediqa.errors import ModelError, Skip
 
 
 def test_cpu_backend_runs_and_reports_specs(tiny_onnx, golden):

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from mediqa.agent.errors import ModelError
-from mediqa.engines.builder.pipeline import CannotBuildHere, build_engine, check_fp16
+from mediqa.engines.builder.pipeline import build_engine, check_fp16
 from mediqa.engines.cache.store import EngineCache
+from mediqa.errors import CannotBuildHere, ModelError
 
 
 def test_check_fp16_writes_and_gates_the_fp16_onnx(tiny_onnx, golden, tmp_path):

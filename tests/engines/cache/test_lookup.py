@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
-from mediqa.engines.backends.base import Skip
 from mediqa.engines.cache.lookup import find_engine
 from mediqa.engines.cache.manifest import PLAN_NAME
 from mediqa.engines.cache.store import EngineCache
 from mediqa.engines.gpu import GpuIdentity
+from mediqa.errors import Skip
 
 L4 = GpuIdentity(0, "NVIDIA L4", (8, 9), 58, 22478, "cuda-python")
 A10 = GpuIdentity(0, "NVIDIA A10", (8, 6), 72, 22731, "cuda-python")

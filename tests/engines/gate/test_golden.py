@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mediqa.agent.errors import ModelError
 from mediqa.engines.gate.golden import GoldenSet, golden_from_inputs
+from mediqa.errors import ModelError
 
 
 def test_round_trip_keeps_inputs_names_and_hash(golden, tmp_path):

@@ -2,7 +2,9 @@
 
 It travels inside the checkpoint and inside the ONNX file (metadata key ``mediqa.model_card``),
 so the agent never re-declares preprocessing, prompt vocabulary or score direction.
-This module has no torch dependency: the running agent imports it.
+Part of the contract floor: no torch, nothing of ours beyond the floor. It holds the **one**
+reader and writer of the card in ONNX metadata (``read_card``, ``card_from_metadata``, ``embed_card``)
+and the ONNX I/O names, so the agent, the engines and the exporter cannot disagree on them.
 
 ONNX contract (every exported MedIQA Edge model):
   inputs   image   float32 [N, C, S, S]  preprocessed crops (C = len(ct_windows) for CT; MR repeats)
@@ -18,12 +20,19 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from mediqa.agent.config import to_plain
-from mediqa.agent.errors import ModelError
+from mediqa.errors import ModelError
+from mediqa.schema import to_plain
+
+if TYPE_CHECKING:
+    import onnx
 
 METADATA_KEY = "mediqa.model_card"
+INPUT_NAMES = ("image", "prompt")
+OUTPUT_NAMES = ("quality", "physics")
+SCORE_OUTPUT = "quality"
 PROMPT_FIELDS = ("dimension", "modality", "anatomy", "image_type")
 UNKNOWN = "unknown"
 
@@ -116,3 +125,33 @@ def _finite_or_null(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite_or_null(v) for v in value]
     return value
+
+
+def card_from_metadata(metadata: Mapping[str, str]) -> ModelCard | None:
+    """The card in an ONNX file's metadata properties, or None for a model exported without one."""
+    text = metadata.get(METADATA_KEY)
+    return ModelCard.from_json(text) if text else None
+
+
+def read_card(model_path: Path) -> ModelCard:
+    """The model card from an exported file's ONNX metadata (the JSON beside it is only a readable copy)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - any parse failure means the same thing to the user
+        raise ModelError(f"{model_path} is not a readable ONNX model ({type(exc).__name__})") from None
+    card = card_from_metadata({p.key: p.value for p in model.metadata_props})
+    if card is None:
+        raise ModelError(f"{model_path} has no MedIQA model card in its metadata",
+                         "export it with `mediqa export onnx CHECKPOINT`")
+    return card
+
+
+def embed_card(proto: onnx.ModelProto, card: ModelCard) -> None:
+    """Write ``card`` into ``proto``'s metadata (replacing an older card), as every exporter must."""
+    for prop in list(proto.metadata_props):
+        if prop.key == METADATA_KEY:
+            proto.metadata_props.remove(prop)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, card.to_json()

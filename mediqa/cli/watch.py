@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 
-from mediqa.agent.commands.common import add_config_options, config_from_args, ensure_folder, log_config
+from mediqa.cli.common import add_config_options, config_from_args, ensure_folder, log_config
 
 log = logging.getLogger("mediqa.watch")
 

@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mediqa.agent.errors import ModelError
-from mediqa.agent.scoring.model_card import PROMPT_FIELDS, UNKNOWN, ModelCard
+from mediqa.errors import ModelError
+from mediqa.model_card import PROMPT_FIELDS, UNKNOWN, ModelCard
 
 log = logging.getLogger(__name__)
 

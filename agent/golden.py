@@ -1,8 +1,10 @@
-"""Build the golden set from real DICOM series: clean, plus degraded copies of the same slices.
+"""Build the engines' golden set from real DICOM series: clean, plus degraded copies of the same slices.
 
-Uses the agent's own reader and preprocessing (``scan_tree`` -> ``plan_series`` -> ``select_slices`` ->
-``prepare``) so the gate runs on exactly what the agent feeds the model; there is no second DICOM
-reader here. Degradations are added in physical units before preprocessing: white Gaussian noise in
+The application side of the accuracy gate: it reads DICOM, so it lives with the agent, not in
+``engines/`` (a library that knows nothing of DICOM). It uses the agent's own wiring
+(``pipeline.series_input``: plan -> select -> read -> prompt) and the contract's ``prepare``, so the gate
+runs on exactly what the agent feeds the model; there is no second DICOM reader here.
+Degradations are added in physical units before preprocessing: white Gaussian noise in
 HU for CT, Rician noise (magnitude of complex Gaussian) for MR. They need not be faithful physics
 (see training/degrade for that): they only have to push scores across the retake threshold so the
 gate sees both decisions.
@@ -13,12 +15,16 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from mediqa.agent.errors import MediqaError, ModelError
+from mediqa.agent.dicom.index import scan_tree
+from mediqa.agent.dicom.volume import SeriesLayout, plan_series
+from mediqa.agent.pipeline import series_input
 from mediqa.engines.gate.golden import GoldenSet, golden_from_inputs
+from mediqa.errors import MediqaError, ModelError
+from mediqa.model_card import ModelCard
+from mediqa.preprocess import prepare, prompt_indices
 
 logger = logging.getLogger(__name__)
 
@@ -26,13 +32,8 @@ logger = logging.getLogger(__name__)
 DEGRADATIONS: tuple[tuple[str, float, float], ...] = (("noise-mild", 30.0, 0.04), ("noise-strong", 90.0, 0.12))
 
 
-def build_golden_from_dicom(root: Path, card: Any, *, slices: int = 7, max_series: int = 6, seed: int = 0,
+def build_golden_from_dicom(root: Path, card: ModelCard | None, *, slices: int = 7, max_series: int = 6, seed: int = 0,
                             degradations: tuple[tuple[str, float, float], ...] = DEGRADATIONS) -> GoldenSet:
-    from mediqa.agent.dicom.index import scan_tree
-    from mediqa.agent.dicom.volume import plan_series
-    from mediqa.agent.select.preprocess import prepare, prompt_indices
-    from mediqa.agent.select.prompts import prompt_for
-    from mediqa.agent.select.saliency import select_slices
 
     if card is None:
         raise ModelError("the model has no model card: cannot prepare golden inputs", "re-export the model")
@@ -49,9 +50,9 @@ def build_golden_from_dicom(root: Path, card: Any, *, slices: int = 7, max_serie
     cases = []
     for layout in _spread(layouts, max_series):
         try:
-            idx = list(select_slices(layout, k=slices).indices)
-            stack = layout.read_slices(idx)
-            prompt = prompt_indices(prompt_for(layout, vocabulary=card.vocabulary), card)
+            inputs = series_input(layout, slices=slices, vocabulary=card.vocabulary)
+            stack = inputs.slices
+            prompt = prompt_indices(inputs.prompt, card)
             clean, positions = prepare(stack, layout.modality, card)
         except (MediqaError, ValueError) as exc:
             logger.info("golden: skip series %s: %s", layout.series_key, exc)
@@ -70,12 +71,12 @@ def build_golden_from_dicom(root: Path, card: Any, *, slices: int = 7, max_serie
                                       "card": f"{card.name} {card.version}"})
 
 
-def _spread(layouts: list[Any], limit: int) -> list[Any]:
+def _spread(layouts: list[SeriesLayout], limit: int) -> list[SeriesLayout]:
     """Round-robin over modalities so CT and MR both appear when both exist."""
-    by_modality: dict[str, list[Any]] = defaultdict(list)
+    by_modality: dict[str, list[SeriesLayout]] = defaultdict(list)
     for layout in layouts:
         by_modality[layout.modality].append(layout)
-    picked: list[Any] = []
+    picked: list[SeriesLayout] = []
     while len(picked) < limit and any(by_modality.values()):
         for modality in sorted(by_modality):
             if by_modality[modality] and len(picked) < limit:

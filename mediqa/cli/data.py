@@ -1,6 +1,6 @@
 """``mediqa data build`` and ``mediqa data preview``: the training data set from the command line.
 
-Registered by ``mediqa.training.cli``. Nothing heavy is imported here (the builder loads numpy, scipy,
+Nothing heavy is imported here (the builder loads numpy, scipy,
 scikit-image and matplotlib only when a command runs), so ``mediqa --help`` stays fast.
 """
 
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 DEFAULT_OUT = Path("data-out")
 
 
-def register_data(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     data = sub.add_parser("data", help="build or preview the physics-degraded training data set",
                           description="Real CT/MR slices + physically simulated degradations with exact "
                                       "labels (docs/dataset-format.md).")
@@ -54,7 +54,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_preview(args: argparse.Namespace) -> int:
-    from mediqa.agent.errors import ConfigError
+    from mediqa.errors import ConfigError
     from mediqa.training.datagen.preview import preview_from_config, preview_from_dataset
 
     if (args.dataset is None) == (args.config is None):

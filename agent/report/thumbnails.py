@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mediqa.agent.dicom.volume import SeriesLayout
-from mediqa.agent.scoring.base import Selection
+from mediqa.agent.select.selection import Selection
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mediqa.agent.commands.common import add_config_options, config_from_args
+from mediqa.cli.common import add_config_options, config_from_args
+
+if TYPE_CHECKING:
+    from mediqa.agent.dicom.volume import SeriesLayout
+    from mediqa.agent.scoring.base import SeriesResult
 
 HELP = """\
 Score every complete series found under PATH (a series folder, one file, or a whole export tree)
@@ -34,11 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mediqa.agent.dicom.index import scan_tree
-    from mediqa.agent.dicom.volume import plan_series
-    from mediqa.agent.errors import MediqaError
+    from mediqa.agent.pipeline import analyse_series
     from mediqa.agent.report.console import format_line
     from mediqa.agent.scoring.factory import make_scorer
-    from mediqa.agent.scoring.pipeline import score_layout
+    from mediqa.errors import MediqaError
 
     if not args.path.exists():
         raise MediqaError(f"{args.path} does not exist")
@@ -55,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         for records in series.values():
             try:
-                layout = plan_series(records)
-                result = score_layout(layout, scorer, config)
+                analysis = analyse_series(records, scorer, config)
+                layout, result = analysis.layout, analysis.result
             except MediqaError as exc:
                 failures += 1
                 print(f"series {records[0].series_key}: cannot score: {exc}", file=sys.stderr)
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             if args.explain:
                 _explain(result, layout)
             if args.thumbnails:
-                from mediqa.agent.select.thumbnails import contact_sheet
+                from mediqa.agent.report.thumbnails import contact_sheet
 
                 args.thumbnails.mkdir(parents=True, exist_ok=True)
                 out = contact_sheet(layout, result, args.thumbnails / f"{result.series_key}.png")
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures and failures == len(series) else 0
 
 
-def _explain(result, layout) -> None:  # type: ignore[no-untyped-def]
+def _explain(result: SeriesResult, layout: SeriesLayout) -> None:
     print(f"      prompt: {dict(result.prompt)}")
     print(f"      selection ({result.selection.method}, {layout.n_slices} slices):")
     for i, w, s in zip(result.selection.indices, result.selection.weights, result.slice_scores, strict=True):

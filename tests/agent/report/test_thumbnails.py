@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
+from mediqa.agent.report.thumbnails import CAPTION_H, TILE, contact_sheet
 from mediqa.agent.select.saliency import select_slices
-from mediqa.agent.select.thumbnails import CAPTION_H, TILE, contact_sheet
 
 pytestmark = pytest.mark.shared_data
 

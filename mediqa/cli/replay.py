@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mediqa.agent.errors import MediqaError
+    from mediqa.errors import MediqaError
 
     if not args.src.exists():
         raise MediqaError(f"{args.src} does not exist")

@@ -6,7 +6,7 @@ import argparse
 import getpass
 import time
 
-from mediqa.agent.commands.common import add_config_options, config_from_args
+from mediqa.cli.common import add_config_options, config_from_args
 
 HELP = """\
 List the live retake alerts (the latest result of each series, not yet superseded) from the agent's
@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mediqa.agent.errors import MediqaError
     from mediqa.agent.report.store import open_store
+    from mediqa.errors import MediqaError
 
     config = config_from_args(args)
     store = open_store(config)

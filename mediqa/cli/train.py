@@ -37,19 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     help="table label of MODEL (default: 'ours (MANIQA + prompts, crops)'), e.g. to state its budget")
     ev.set_defaults(func=run_eval)
 
-    try:
-        from mediqa.training.data_cli import register_data
-    except ModuleNotFoundError as exc:
-        if exc.name != "mediqa.training.data_cli":
-            raise
-    else:
-        register_data(subparsers)
-
 
 def _overrides(pairs: list[str]) -> dict[str, object]:
     import yaml
 
-    from mediqa.agent.errors import ConfigError
+    from mediqa.errors import ConfigError
 
     out: dict[str, object] = {}
     for pair in pairs:
@@ -74,7 +66,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from mediqa.agent.errors import ConfigError
+    from mediqa.errors import ConfigError
     from mediqa.training.eval import MAIN_LABEL, evaluate
 
     others: list[tuple[str, Path]] = []

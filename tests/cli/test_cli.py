@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mediqa.agent.cli import main
+from mediqa.cli.main import main
 
 
 def test_help_lists_commands(capsys):
@@ -21,9 +21,9 @@ def test_help_lists_commands(capsys):
 def test_running_agent_never_imports_torch():
     code = (
         "import sys\n"
-        "from mediqa.agent.cli import build_parser\n"
+        "from mediqa.cli.main import build_parser\n"
         "import mediqa.agent.service, mediqa.agent.scoring.learned, mediqa.agent.scoring.classical\n"
-        "import mediqa.agent.select.preprocess, mediqa.agent.select.thumbnails, mediqa.engines\n"
+        "import mediqa.preprocess, mediqa.agent.report.thumbnails, mediqa.engines\n"
         "build_parser()\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'matplotlib', 'skimage')))\n"
     )
@@ -86,7 +86,7 @@ def test_doctor_shows_model_and_backend_chain(tmp_path, capsys):
 
 
 def test_watch_command_runs_and_exits_when_idle(tmp_path, shared_dicom, capsys):
-    from mediqa.agent.commands.replay import replay
+    from mediqa.cli.replay import replay
 
     export = tmp_path / "export"
     replay(shared_dicom / "dcm_qa_ct/In/Philips/S21570/S2010", export / "a", rate=0)

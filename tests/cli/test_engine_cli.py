@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from mediqa.agent.cli import main
+from mediqa.cli.main import main
 
 
 def test_build_without_tensorrt_exits_1_and_says_why(tiny_onnx, golden, tmp_path, capsys, monkeypatch):

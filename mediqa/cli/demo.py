@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from mediqa.agent.commands.common import add_config_options, config_from_args
+from mediqa.cli.common import add_config_options, config_from_args
 
 log = logging.getLogger("mediqa.demo")
 
@@ -35,11 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mediqa.agent.commands.replay import replay
     from mediqa.agent.report.console import ConsoleReporter
     from mediqa.agent.samples import prepare_samples
     from mediqa.agent.scoring.factory import make_scorer
     from mediqa.agent.service import Agent
+    from mediqa.cli.replay import replay
 
     root = Path(tempfile.mkdtemp(prefix="mediqa-demo-"))
     export, state, staging = root / "export", root / "state", root / "samples"

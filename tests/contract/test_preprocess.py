@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from mediqa.agent.dicom.volume import SeriesLayout
-from mediqa.agent.errors import ModelError
-from mediqa.agent.scoring.model_card import ModelCard, Preprocessing
-from mediqa.agent.select.preprocess import (
+from mediqa.agent.select.saliency import select_slices
+from mediqa.errors import ModelError
+from mediqa.model_card import ModelCard, Preprocessing
+from mediqa.preprocess import (
     CropPos,
     model_inputs,
     mr_norm_for,
@@ -16,7 +17,6 @@ from mediqa.agent.select.preprocess import (
     prepare,
     prompt_indices,
 )
-from mediqa.agent.select.saliency import select_slices
 
 CARD = ModelCard()
 

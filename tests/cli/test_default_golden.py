@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contract_model import contract_model
 
-from mediqa.agent.cli import main
+from mediqa.cli.main import main
 
 
 def test_build_without_golden_uses_bundled_samples(tmp_path, capsys, caplog):

@@ -1,34 +1,28 @@
-"""The one ``mediqa`` command. Subcommands live in their own modules and register themselves.
+"""The one ``mediqa`` command. Subcommands live in their own modules (``mediqa/cli/<name>.py``).
 
-Each command module exposes ``register(subparsers)`` and sets ``func(args) -> int`` on its parser.
-Command modules import nothing heavy at import time (no torch, no onnxruntime): ``mediqa --help``
-and the running agent stay fast.
+Each command module exposes ``register(subparsers)`` and sets ``func(args) -> int`` on its parser
+with ``set_defaults``. Command modules import nothing heavy at import time (no torch, no
+onnxruntime): ``mediqa --help`` and the running agent stay fast. This package is the top floor:
+it may import every package of the project, and nothing but the entry point imports it.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
 from mediqa import __version__
-from mediqa.agent.errors import MediqaError
+from mediqa.cli import alerts, data, demo, doctor, engine, export, replay, score, train, version, watch
+from mediqa.errors import MediqaError
 
 # Order is the order shown in --help.
-COMMAND_MODULES = (
-    "mediqa.agent.commands.watch",
-    "mediqa.agent.commands.score",
-    "mediqa.agent.commands.replay",
-    "mediqa.agent.commands.demo",
-    "mediqa.agent.commands.alerts",
-    "mediqa.agent.commands.doctor",
-    "mediqa.training.cli",
-    "mediqa.export.cli",
-    "mediqa.engines.cli",
-    "mediqa.agent.commands.version",
-)
+COMMANDS = (watch, score, replay, demo, alerts, doctor, train, data, export, engine, version)
+
+# Commands that need an optional extra, by the top-level module whose absence means the extra is missing.
+EXTRAS = {"train": ("torch", "train"), "eval": ("torch", "train"), "data": ("skimage", "train"),
+          "export": ("torch", "train")}
 
 DESCRIPTION = """\
 MedIQA Edge: tells the technologist, seconds after a CT/MR series lands, whether its image
@@ -49,14 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mediqa {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log detail (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            # A command whose own module is absent is left out; a missing dependency inside it is a bug.
-            if exc.name == name:
-                continue
-            raise
+    for module in COMMANDS:
         module.register(sub)
     return parser
 
@@ -83,9 +70,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MediqaError as exc:
         print(f"mediqa {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as exc:
+        extra = _missing_extra(args.command, exc)
+        if extra is None:
+            raise
+        print(f"mediqa {args.command} needs the {extra} extra: pip install 'mediqa-edge[{extra}]'", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _missing_extra(command: str, exc: ModuleNotFoundError) -> str | None:
+    """The extra to install when ``exc`` is the optional dependency of ``command`` (else None: a bug)."""
+    needed = EXTRAS.get(command)
+    top = (exc.name or "").partition(".")[0]
+    return needed[1] if needed and top == needed[0] else None
 
 
 if __name__ == "__main__":

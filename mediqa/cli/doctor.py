@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from mediqa.agent.commands.common import add_config_options
+from mediqa.cli.common import add_config_options
 
 HELP = """\
 Check the configuration, the export folder (readable, not writable by need), inotify limits, the
@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mediqa.agent.commands.common import config_from_args
-    from mediqa.agent.errors import MediqaError
+    from mediqa.cli.common import config_from_args
+    from mediqa.errors import MediqaError
 
     checks: list[Check] = []
     try:
@@ -103,8 +103,8 @@ def _inotify_checks() -> list[Check]:
 
 
 def _scorer_checks(config) -> list[Check]:  # type: ignore[no-untyped-def]
-    from mediqa.agent.errors import MediqaError
     from mediqa.agent.scoring.factory import make_scorer
+    from mediqa.errors import MediqaError
 
     out: list[Check] = _model_checks(config)
     try:
@@ -119,9 +119,10 @@ def _scorer_checks(config) -> list[Check]:  # type: ignore[no-untyped-def]
 
 def _model_checks(config) -> list[Check]:  # type: ignore[no-untyped-def]
     """The model and the backend chain, shown even when the classical scorer is configured."""
-    from mediqa.agent.errors import MediqaError
-    from mediqa.agent.scoring.models import read_card, resolve_model
+    from mediqa.agent.scoring.models import resolve_model
     from mediqa.engines import select_backend
+    from mediqa.errors import MediqaError
+    from mediqa.model_card import read_card
 
     needed = config.scoring.scorer == "learned"
     bad = "fail" if needed else "warn"
@@ -131,11 +132,9 @@ def _model_checks(config) -> list[Check]:  # type: ignore[no-untyped-def]
     except MediqaError as exc:
         return [(bad, "model", str(exc))]
     out: list[Check] = [("ok", "model", f"{path.name}: {card.name} v{card.version}, {card.score_label}")]
-    cache = Path(config.scoring.engine_cache).expanduser() if config.scoring.engine_cache else (
-        config.state_path / "engines")
     try:
         backend, skipped = select_backend(path, config.scoring.backends, threads=config.scoring.threads,
-                                          engine_cache=cache, slices=config.scoring.slices)
+                                          engine_cache=config.engine_cache_path, slices=config.scoring.slices)
     except MediqaError as exc:
         return [*out, (bad, "backends", str(exc))]
     for reason in skipped:

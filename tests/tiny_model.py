@@ -76,7 +76,7 @@ def export_tiny_model(path: Path, thresholds: dict | None = None) -> Path:
     import onnx
     import torch
 
-    from mediqa.agent.scoring.model_card import METADATA_KEY, ModelCard, Preprocessing
+    from mediqa.model_card import METADATA_KEY, ModelCard, Preprocessing
 
     model = build_tiny_model()
     image = torch.zeros(2, CHANNELS, SIZE, SIZE)

@@ -1,6 +1,8 @@
-"""What the ``mediqa engine`` subcommands do (argument parsing lives in ``engines/cli.py``).
+"""``mediqa engine``: build, list, verify and benchmark inference engines.
 
-User errors are raised as MediqaError (the CLI prints one line and exits 1); output is plain text.
+Nothing heavy is imported here at module level (no torch, no onnxruntime, no tensorrt) so
+``mediqa --help`` stays fast; each command imports what it needs. User errors are raised as
+MediqaError (the CLI prints one line and exits 1); output is plain text.
 """
 
 from __future__ import annotations
@@ -11,7 +13,80 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mediqa.agent.errors import BackendUnavailable, MediqaError, ModelError
+from mediqa.errors import BackendUnavailable, MediqaError
+
+DESCRIPTION = """\
+Engines make scoring fast on the console's GPU. `build` converts the model to mixed-precision FP16 ONNX
+(checked against FP32 on ONNX Runtime CPU), builds a TensorRT engine for this GPU and TensorRT version,
+and installs it only if it passes the accuracy gate (same retake decision as FP32 on every golden case).
+The agent then picks the first backend that works: tensorrt, onnxruntime-cuda, onnxruntime-cpu.
+
+  mediqa engine build                  build for GPU 0 with the embedded default model
+  mediqa engine build model.onnx --gpu 1 --golden golden.npz
+  mediqa engine list                   cached engines; which one this GPU would load
+  mediqa engine verify                 re-check plan hashes and re-run the accuracy gate
+  mediqa engine bench                  latency per series for every backend available here
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("engine", help="build, list, verify and benchmark inference engines (TensorRT/ONNX Runtime)",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+    esub = p.add_subparsers(dest="engine_command", metavar="SUBCOMMAND")
+
+    b = esub.add_parser("build", help="FP16 ONNX + TensorRT engine for this GPU, gated against FP32",
+                        description="Convert MODEL to FP16 ONNX, check it on ONNX Runtime CPU, build a TensorRT "
+                        "engine for the chosen GPU and install it in the cache if it passes the accuracy gate. "
+                        "Without TensorRT or a GPU, the FP16 ONNX is still written and checked; the command then "
+                        "says why it cannot build and exits 1.")
+    _model_args(b)
+    b.add_argument("--force", action="store_true", help="rebuild even if a passing engine is cached")
+    b.add_argument("--typing", choices=("strong", "flag"), default="strong",
+                   help="strong: strongly typed network from the FP16 ONNX (TensorRT 10 and 11, default); "
+                   "flag: FP32 network + BuilderFlag.FP16 (TensorRT 10 only)")
+    b.add_argument("--tolerance", type=float, default=None,
+                   help="max per-crop score difference vs FP32 on the 0-4 scale (default 0.1)")
+    b.set_defaults(func=cmd_build)
+
+    ls = esub.add_parser("list", help="engines in the cache and which one matches this GPU",
+                         description="List cached engines (model, GPU, TensorRT version, gate result) and mark "
+                         "the ones this machine's GPU and TensorRT can load.")
+    _cache_args(ls)
+    ls.add_argument("--json", action="store_true", help="print the manifests as JSON")
+    ls.set_defaults(func=cmd_list)
+
+    v = esub.add_parser("verify", help="re-check plan hashes; re-run the accuracy gate on this GPU's engine",
+                        description="Check every cached plan against its manifest (works anywhere). With TensorRT "
+                        "and a GPU, also re-run the accuracy gate on the engine for this GPU and record the result.")
+    _model_args(v)
+    v.set_defaults(func=cmd_verify)
+
+    bn = esub.add_parser("bench", help="latency per series for each backend available here",
+                         description="Time one series (slices x crops crops) on every backend that runs here: "
+                         "TensorRT (cached engine), ONNX Runtime CUDA, ONNX Runtime CPU FP32 and FP16-ONNX.")
+    _model_args(bn)
+    bn.add_argument("--runs", type=int, default=20, help="timed runs per backend (default 20)")
+    bn.add_argument("--threads", type=int, default=None, help="ONNX Runtime CPU threads (default: config)")
+    bn.set_defaults(func=cmd_bench)
+
+
+def _cache_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache", metavar="DIR", help="engine cache (default: scoring.engine_cache, else "
+                   "<state_dir>/engines)")
+    p.add_argument("--gpu", type=int, default=0, metavar="N", help="CUDA device index (default 0)")
+    p.add_argument("--config", metavar="PATH", help="agent config (default: the packaged agent.yaml)")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", metavar="MODEL.onnx", help="exported FP32 model (default: the embedded model)")
+    _cache_args(p)
+    p.add_argument("--golden", metavar="FILE.npz", help="golden set for the accuracy gate (default: the cached "
+                   "one for this model, else built from --golden-dicom)")
+    p.add_argument("--golden-dicom", metavar="DIR", help="build the golden set from the DICOM series under DIR "
+                   "(clean, plus degraded copies)")
+    p.add_argument("--slices", type=int, default=None, help="slices per series (default: config scoring.slices)")
+
 
 logger = logging.getLogger(__name__)
 
@@ -27,28 +102,23 @@ def resolve_cache(args: argparse.Namespace) -> Any:
 
     if args.cache:
         return EngineCache(args.cache)
-    cfg = _config(args)
-    return EngineCache(cfg.scoring.engine_cache or cfg.state_path / "engines")
+    return EngineCache(_config(args).engine_cache_path)
 
 
 def resolve_model(args: argparse.Namespace) -> Path:
     if args.model:
         return Path(args.model)
-    try:
-        from mediqa.agent.scoring.models import default_model_path
-    except ImportError:
-        raise ModelError("this build has no embedded default model yet", "pass MODEL.onnx explicitly") from None
-    path = Path(default_model_path())
-    if not path.is_file():
-        raise ModelError(f"the embedded default model {path} is missing", "pass MODEL.onnx explicitly")
-    return path
+    from mediqa.agent.scoring.models import resolve_model
+
+    return resolve_model(_config(args).scoring.model)
 
 
 def resolve_golden(args: argparse.Namespace, model: Path, cache: Any) -> Any:
     """--golden FILE, else the cached golden set for this model, else build one from --golden-dicom, else
     from the bundled sample series (the shared real series when present, generated phantoms otherwise)."""
     from mediqa.engines.gate.golden import GoldenSet
-    from mediqa.engines.model_io import read_model_card, read_model_info
+    from mediqa.engines.model_io import read_model_info
+    from mediqa.model_card import card_from_metadata
 
     if args.golden:
         return GoldenSet.load(args.golden)
@@ -57,10 +127,12 @@ def resolve_golden(args: argparse.Namespace, model: Path, cache: Any) -> Any:
     if cached.is_file() and not args.golden_dicom:
         logger.info("golden set: %s", cached)
         return GoldenSet.load(cached)
-    from mediqa.engines.gate.golden_dicom import build_golden_from_dicom
+    from mediqa.agent.golden import build_golden_from_dicom
+
+    card = card_from_metadata(info.metadata)
 
     if args.golden_dicom:
-        golden = build_golden_from_dicom(Path(args.golden_dicom), read_model_card(info), slices=_slices(args))
+        golden = build_golden_from_dicom(Path(args.golden_dicom), card, slices=_slices(args))
         source = args.golden_dicom
     else:
         import tempfile
@@ -69,7 +141,7 @@ def resolve_golden(args: argparse.Namespace, model: Path, cache: Any) -> Any:
 
         with tempfile.TemporaryDirectory(prefix="mediqa-golden-") as tmp:
             prepare_samples(Path(tmp))  # never the export folder: golden data must hold no patient images
-            golden = build_golden_from_dicom(Path(tmp), read_model_card(info), slices=_slices(args))
+            golden = build_golden_from_dicom(Path(tmp), card, slices=_slices(args))
         source = "the bundled sample series (pass --golden-dicom DIR to use your own)"
     golden.save(cached)
     logger.info("golden set built from %s and saved to %s", source, cached)
@@ -169,13 +241,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from mediqa.engines.backends.onnxrt import OrtBackend
     from mediqa.engines.bench import bench_backend, synthetic_feed
     from mediqa.engines.cache.key import series_batch
-    from mediqa.engines.model_io import read_model_card, read_model_info
+    from mediqa.engines.model_io import read_model_info
+    from mediqa.model_card import card_from_metadata
 
     model, cache = resolve_model(args), resolve_cache(args)
     cfg = _config(args)
     threads = args.threads or cfg.scoring.threads
     info = read_model_info(model)
-    card = read_model_card(info)
+    card = card_from_metadata(info.metadata)
     batch = series_batch(card, _slices(args))
     size = getattr(getattr(card, "preprocessing", None), "crop_size", None)
     items = {s.name: tuple(size if d is None or isinstance(d, str) else d for d in s.shape[1:])

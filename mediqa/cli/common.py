@@ -42,7 +42,7 @@ def log_config(config: AgentConfig) -> None:
 
 
 def ensure_folder(path: str | None, config: AgentConfig) -> Path:
-    from mediqa.agent.errors import ConfigError
+    from mediqa.errors import ConfigError
 
     chosen = path or config.watch.folder
     if not chosen:

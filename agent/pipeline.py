@@ -1,0 +1,98 @@
+"""The one wiring of the chain: records -> plan -> select -> read -> prompt -> score -> aggregate -> decide.
+
+The service, ``mediqa score`` and the engines' golden-set builder all come through here, so the slices
+a scorer judges are chosen, decoded and prompted the same way everywhere. Stages do not call each
+other sideways: each is a function of the stage folders (``dicom/``, ``select/``, ``scoring/``), and
+only this module composes them.
+
+Series score = importance-weighted mean of slice scores; the worst slice and its position are
+reported too, because motion or artefacts often hit only part of a volume.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mediqa.agent.config import AgentConfig
+from mediqa.agent.dicom.decode import SliceKey
+from mediqa.agent.dicom.records import InstanceRecord
+from mediqa.agent.dicom.volume import SeriesLayout, plan_series
+from mediqa.agent.scoring.base import Scorer, SeriesInput, SeriesResult, WorstSlice
+from mediqa.agent.scoring.decision import decide
+from mediqa.agent.select.prompts import prompt_for
+from mediqa.agent.select.saliency import saliency_from_store, select_slices
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A scored series: its layout (for thumbnails and explanations) and its result."""
+
+    layout: SeriesLayout
+    result: SeriesResult
+
+
+def series_input(layout: SeriesLayout, *, slices: int, selection: str = "salient",
+                 stored_saliency: Mapping[SliceKey, float] | None = None,
+                 vocabulary: Mapping[str, tuple[str, ...]] | None = None) -> SeriesInput:
+    """What a scorer sees: the chosen slices, decoded (only those) in physical units, and the prompt.
+
+    ``stored_saliency`` holds values computed as instances arrived; slices it lacks are computed here.
+    """
+    saliency = None
+    if selection == "salient" and stored_saliency is not None:
+        saliency = saliency_from_store(layout, stored_saliency)
+    chosen = select_slices(layout, k=slices, method=selection, saliency=saliency)
+    pixels = layout.read_slices(chosen.indices)
+    return SeriesInput(layout=layout, selection=chosen, slices=pixels, prompt=prompt_for(layout, vocabulary=vocabulary))
+
+
+def analyse_series(records: Sequence[InstanceRecord] | SeriesLayout, scorer: Scorer, config: AgentConfig, *,
+                   stored_saliency: Mapping[SliceKey, float] | None = None) -> Analysis:
+    """Score one series end to end. Raises ``MediqaError`` subclasses when it cannot be measured."""
+    started = time.perf_counter()
+    layout = records if isinstance(records, SeriesLayout) else plan_series(records)
+    inputs = series_input(layout, slices=config.scoring.slices, selection=config.scoring.selection,
+                          stored_saliency=stored_saliency)
+    raw = scorer.score(inputs)
+    selection = inputs.selection
+    scores = np.asarray(raw.scores, dtype=np.float64)
+    weights = np.asarray(selection.weights, dtype=np.float64)
+    known = np.isfinite(scores)
+    series_score = float(np.sum(scores[known] * weights[known]) / np.sum(weights[known])) if known.any() else float(
+        "nan")
+    worst = None
+    if known.any():
+        k = int(np.nanargmin(np.where(known, scores, np.nan)))
+        idx = selection.indices[k]
+        worst = WorstSlice(index=idx, position_mm=layout.slices[idx].position, score=float(scores[k]), rank=idx + 1)
+    where = f"slice {worst.rank}/{layout.n_slices} ({worst.position_mm:.1f} mm)" if worst else ""
+    attributes = _attributes(layout, inputs.prompt)
+    verdict = decide(series_score, worst.score if worst else None, where, config.thresholds, attributes,
+                     raw.explanations)
+    first = layout.first
+    result = SeriesResult(
+        series_uid=layout.series_uid, series_key=layout.series_key, modality=layout.modality,
+        series_number=first.series_number, series_description=first.series_description,
+        n_instances=len(layout.records), n_slices=layout.n_slices, score=series_score,
+        decision=verdict.decision, reasons=verdict.reasons, worst=worst, slice_scores=tuple(scores.tolist()),
+        selection=selection, prompt=inputs.prompt, measures=dict(raw.measures), scorer=scorer.name,
+        backend=scorer.backend, threshold=verdict.threshold,
+        processing_ms=(time.perf_counter() - started) * 1000.0, warnings=layout.warnings,
+    )
+    return Analysis(layout, result)
+
+
+def _attributes(layout: SeriesLayout, prompt: Mapping[str, str]) -> dict[str, str]:
+    first = layout.first
+    return {
+        "modality": layout.modality, "series_description": first.series_description,
+        "protocol_name": first.protocol_name, "body_part": first.body_part, "manufacturer": first.manufacturer,
+        **{f"prompt_{k}": v for k, v in prompt.items()}, **dict(prompt),
+    }
