@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def write_phantom_ct(dest: Path, noise_hu: float, seed: int, slices: int = 24, s
         img = base + rng.normal(0, noise_hu, base.shape) * (base > -1000)
         stored = np.clip(np.round(img + 1024), 0, 4095).astype(np.uint16)
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.2")  # CT Image Storage
         meta.MediaStorageSOPInstanceUID = generate_uid()
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = FileDataset(str(dest / f"{k:04d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)

@@ -69,10 +69,6 @@ class SeriesLayout:
     def first(self) -> InstanceRecord:
         return self.records[0]
 
-    @property
-    def is_3d(self) -> bool:
-        return self.n_slices > 1
-
     def read_slices(self, indices: Sequence[int]) -> np.ndarray:
         """Decode the slices at ``indices`` -> float32 [K, H, W] in physical units (HU for CT)."""
         cache: dict[str, pydicom.Dataset] = {}
@@ -104,6 +100,12 @@ class SeriesLayout:
         return out
 
 
+# One slice candidate before ordering: its record, frame index (multi-frame objects) and geometry.
+Candidate = tuple[InstanceRecord, int | None, FrameGeometry]
+# A slice with its temporal index and acquisition order, sorted along the slice normal.
+Ordered = tuple[SliceRef, int, int]
+
+
 def plan_series(records: Sequence[InstanceRecord]) -> SeriesLayout:
     """Order and de-duplicate a series' slices from headers alone."""
     if not records:
@@ -117,8 +119,8 @@ def plan_series(records: Sequence[InstanceRecord]) -> SeriesLayout:
         main = orientations.most_common(1)[0][0]
         candidates = [c for c in candidates if _round_orientation(c[2].orientation) == main]
         warnings.append(f"mixed slice orientations: kept the {len(candidates)} slices of the main one")
-    refs, ordered_by = _order(candidates, warnings)
-    refs, dropped, time_points = _dedupe(refs, ordered_by)
+    ordered, ordered_by = _order(candidates, warnings)
+    refs, dropped, time_points = _dedupe(ordered, ordered_by)
     if dropped:
         warnings.append(f"{dropped} slices share a position with another (time series or repeats): "
                         f"scoring the first of each")
@@ -139,11 +141,8 @@ def plan_series(records: Sequence[InstanceRecord]) -> SeriesLayout:
     )
 
 
-_Candidate = tuple[InstanceRecord, "int | None", FrameGeometry]
-
-
-def _expand(records: Sequence[InstanceRecord]) -> list[tuple[InstanceRecord, int | None, FrameGeometry]]:
-    out: list[tuple[InstanceRecord, int | None, FrameGeometry]] = []
+def _expand(records: Sequence[InstanceRecord]) -> list[Candidate]:
+    out: list[Candidate] = []
     for rec in records:
         if rec.is_multiframe:
             frames = rec.frames if len(rec.frames) == rec.number_of_frames else rec.frames[:1] * rec.number_of_frames
@@ -153,11 +152,11 @@ def _expand(records: Sequence[InstanceRecord]) -> list[tuple[InstanceRecord, int
     return out
 
 
-def _order(candidates: list[tuple[InstanceRecord, int | None, FrameGeometry]], warnings: list[str]
-           ) -> tuple[list[tuple[SliceRef, int, int]], str]:
+def _order(candidates: list[Candidate], warnings: list[str]
+           ) -> tuple[list[Ordered], str]:
     """Returns (ref, temporal index, acquisition order) triples sorted along the normal."""
     have_geometry = all(g.position and g.orientation for _, _, g in candidates)
-    refs: list[tuple[SliceRef, int, int]] = []
+    refs: list[Ordered] = []
     normal = _normal(candidates[0][2].orientation) if have_geometry else None
     for order, (rec, frame, geom) in enumerate(candidates):
         tiles = rec.mosaic_tiles or 1
@@ -179,7 +178,7 @@ def _order(candidates: list[tuple[InstanceRecord, int | None, FrameGeometry]], w
     return refs, "position"
 
 
-def _dedupe(refs: list[tuple[SliceRef, int, int]], ordered_by: str) -> tuple[list[SliceRef], int, int]:
+def _dedupe(refs: list[Ordered], ordered_by: str) -> tuple[list[SliceRef], int, int]:
     if ordered_by != "position":
         return [r for r, _, _ in refs], 0, 1
     kept: list[SliceRef] = []
@@ -216,7 +215,7 @@ def _spacing(positions: list[float]) -> tuple[float | None, bool]:
     return median, uneven
 
 
-def _tilt_deg(candidates: list[tuple[InstanceRecord, int | None, FrameGeometry]], normal: np.ndarray) -> float:
+def _tilt_deg(candidates: list[Candidate], normal: np.ndarray) -> float:
     """Angle between the slice normal and the line through the slice origins (CT gantry tilt).
 
     Oblique MR slices move along their own normal (angle 0); a tilted CT gantry makes the table

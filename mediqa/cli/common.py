@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,29 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> AgentConfig:
         key, _, value = item.partition("=")
         overrides[key.strip()] = yaml.safe_load(value)
     config = load_config(getattr(args, "config", None), overrides)
-    logging.getLogger().setLevel(config.log_level.upper() if not getattr(args, "verbose", 0) else logging.DEBUG)
+    configure_logging(getattr(args, "verbose", 0), config.log_level)
     return config
+
+
+def configure_logging(verbosity: int, configured: str = "INFO") -> None:
+    """The one place logging is set up: a stderr handler (once), the level from ``-v`` or the config.
+
+    ``-vv`` is DEBUG and ``-v`` at least INFO whatever the config says; without ``-v`` the config's
+    ``log_level`` applies (INFO until a config is read).
+    """
+    level = logging.getLevelName(configured.upper())
+    if not isinstance(level, int):
+        level = logging.INFO
+    if verbosity >= 2:
+        level = logging.DEBUG
+    elif verbosity == 1:
+        level = min(level, logging.INFO)
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+        root.addHandler(handler)
+    root.setLevel(level)
 
 
 def log_config(config: AgentConfig) -> None:

@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mediqa.agent.report.console import ConsoleReporter
     from mediqa.agent.samples import prepare_samples
+    from mediqa.agent.scoring.base import SeriesResult
     from mediqa.agent.scoring.factory import make_scorer
     from mediqa.agent.service import Agent
     from mediqa.cli.replay import replay
@@ -50,9 +51,14 @@ def run(args: argparse.Namespace) -> int:
         "watch.reconcile_interval_s": 5.0})
     scorer = make_scorer(config)
     print(f"MedIQA Edge demo: {len(sources)} series -> {export} (scorer: {scorer.name} on {scorer.backend})")
-    results: list[object] = []
+    results: list[SeriesResult] = []
     reporter = ConsoleReporter(config.report.color)
-    agent = Agent(config, scorer, export, on_result=lambda r, i: (results.append(r), reporter(r, i)))
+
+    def on_result(result: SeriesResult, result_id: int) -> None:
+        results.append(result)
+        reporter(result, result_id)
+
+    agent = Agent(config, scorer, export, on_result=on_result)
     stop = threading.Event()
     loop = threading.Thread(target=agent.run, args=(stop,), kwargs={"watch": True}, daemon=True)
     loop.start()
@@ -65,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         stop.set()
         loop.join(timeout=10)
-    retakes = sum(1 for r in results if getattr(r, "decision", "") == "retake")
+    retakes = sum(1 for r in results if r.decision == "retake")
     print(f"{len(results)} series scored, {retakes} retake alert(s). Results: {state / config.report.jsonl}")
     if args.keep:
         print(f"kept: {root}")

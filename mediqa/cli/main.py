@@ -9,12 +9,12 @@ it may import every package of the project, and nothing but the entry point impo
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
 from mediqa import __version__
 from mediqa.cli import alerts, data, demo, doctor, engine, export, replay, score, train, version, watch
+from mediqa.cli.common import configure_logging
 from mediqa.errors import MediqaError
 
 # Order is the order shown in --help.
@@ -46,16 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS:
         module.register(sub)
     return parser
-
-
-def configure_logging(verbosity: int, level: str | None = None) -> None:
-    chosen = "DEBUG" if verbosity >= 2 else (level or ("INFO" if verbosity else "INFO"))
-    logging.basicConfig(
-        level=getattr(logging, chosen.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

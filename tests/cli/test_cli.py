@@ -102,3 +102,37 @@ def test_doctor_show_config(tmp_path, capsys):
     export.mkdir()
     assert main(["doctor", "--folder", str(export), "--state-dir", str(tmp_path / "s"), "--show-config"]) == 0
     assert "quiet_period_s" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["export", "onnx", "model.pt"], ["eval", "model.pt", "--data", "d"]])
+def test_command_without_its_extra_says_which_to_install(tmp_path, argv):
+    """Without torch (a runtime-only install) the training commands are one line, never a traceback."""
+    code = ("import sys\n"
+            "class NoTorch:  # as if the training extra were not installed\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.partition('.')[0] == 'torch':\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+            "sys.meta_path.insert(0, NoTorch())\n"
+            f"from mediqa.cli.main import main\nraise SystemExit(main({argv!r}))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 1, run.stderr
+    assert run.stderr == f"mediqa {argv[0]} needs the train extra: pip install 'mediqa-edge[train]'\n"
+
+
+def test_verbose_flags_and_config_level(tmp_path):
+    """Logging is set up in one place: -vv is DEBUG, -v at least INFO, else the config's log_level."""
+    import logging
+
+    from mediqa.cli.common import configure_logging
+
+    root = logging.getLogger()
+    before = root.level
+    try:
+        configure_logging(0, "WARNING")
+        assert root.level == logging.WARNING
+        configure_logging(1, "WARNING")
+        assert root.level == logging.INFO
+        configure_logging(2, "INFO")
+        assert root.level == logging.DEBUG
+    finally:
+        root.setLevel(before)
