@@ -11,7 +11,7 @@ import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,10 @@ from mediqa.agent.scoring.base import SeriesInput, SliceScores
 from mediqa.agent.scoring.models import resolve_model
 from mediqa.model_card import ModelCard, read_card
 from mediqa.preprocess import prepare, prompt_indices
+
+if TYPE_CHECKING:
+    from mediqa.engines.backends.base import Backend
+    from mediqa.engines.backends.chain import SkipReason
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +48,12 @@ LOW_SNR = 10.0
 class LearnedScorer:
     name = "learned"
 
-    def __init__(self, model_path: Path, card: ModelCard, backend: Any, skipped: list[Any]) -> None:
+    def __init__(self, model_path: Path, card: ModelCard, backend: Backend, skipped: list[SkipReason]) -> None:
         self.model_path = model_path
         self.card = card
         self._backend = backend
         self.skipped = skipped
-        self.backend = getattr(backend, "name", type(backend).__name__)
+        self.backend = backend.name
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> LearnedScorer:

@@ -7,8 +7,12 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mediqa.cli.common import add_config_options
+
+if TYPE_CHECKING:
+    from mediqa.agent.config import AgentConfig
 
 HELP = """\
 Check the configuration, the export folder (readable, not writable by need), inotify limits, the
@@ -102,7 +106,7 @@ def _inotify_checks() -> list[Check]:
     return out
 
 
-def _scorer_checks(config) -> list[Check]:  # type: ignore[no-untyped-def]
+def _scorer_checks(config: AgentConfig) -> list[Check]:
     from mediqa.agent.scoring.factory import make_scorer
     from mediqa.errors import MediqaError
 
@@ -117,7 +121,7 @@ def _scorer_checks(config) -> list[Check]:  # type: ignore[no-untyped-def]
     return out
 
 
-def _model_checks(config) -> list[Check]:  # type: ignore[no-untyped-def]
+def _model_checks(config: AgentConfig) -> list[Check]:
     """The model and the backend chain, shown even when the classical scorer is configured."""
     from mediqa.agent.scoring.models import resolve_model
     from mediqa.engines import select_backend
