@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup demo test lint bench eval clean
+.PHONY: setup demo test test-fast lint bench eval clean
 
 setup: $(VENV)/.installed
 
@@ -22,9 +22,13 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+# The fast lane (under ~60 s on 2 cores): everything but the tests marked slow.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy mediqa agent engines export training
+	$(VENV)/bin/mypy mediqa agent engines export training scripts
 
 bench: setup
 	$(PY) scripts/bench_agent.py
