@@ -22,27 +22,34 @@ package / gpu / engine / load / gate / config (``doctor`` can print them). ``sel
 backend runs and why earlier ones were skipped (engine/gate/load problems as maintenance warnings); if nothing
 runs it raises ``BackendUnavailable`` listing every reason. It never builds unless ``build_engines=True``.
 
-Build side (``mediqa engine build|list|verify|bench``): ``builder.pipeline.build_engine(model, EngineCache(dir),
-golden, gpu_index=, slices=, typing="strong"|"flag", force=)``; ``fp16.convert_to_fp16(src, dst)``;
-``gate.accuracy.run_gate`` / ``evaluate_gate``; ``gate.golden.GoldenSet`` (.npz) and
-``gate.golden_dicom.build_golden_from_dicom(root, card)``.
+Build side (``mediqa engine build|list|verify|bench``, in ``mediqa/cli/engine.py``):
+``builder.pipeline.build_engine(model, EngineCache(dir), golden, gpu_index=, slices=, typing="strong"|"flag",
+force=)``; ``fp16.convert_to_fp16(src, dst)``; ``gate.accuracy.run_gate`` / ``evaluate_gate``;
+``gate.golden.GoldenSet`` (.npz of already-preprocessed model inputs) and ``golden_from_inputs``. This library
+reads no DICOM: the application side builds golden sets from DICOM series and hands them over as a GoldenSet.
+The backend names a configuration may use live in the contract (``mediqa.backends.BACKEND_NAMES``).
 
-Layout: ``backends/`` (base, onnxrt, cuda_mem, tensorrt, chain), ``cache/`` (files, key, manifest, store,
-lookup), ``builder/`` (trt_build, layers, pipeline, verify), ``gate/`` (accuracy, golden, golden_dicom),
-``fp16.py``, ``gpu.py``, ``model_io.py``, ``bench.py``, ``cli.py`` + ``commands.py``.
+Layout (imports point down the list, never up): ``chain.py`` (select_backend); ``builder/`` (pipeline,
+verify, trt_build, layers); ``bench.py``; ``gate/`` (accuracy, golden); ``cache/`` (lookup, store, manifest,
+key, files: the cache lock); ``fp16.py``; ``gpu.py``; ``backends/`` (base, onnxrt, cuda_mem, tensorrt);
+``model_io.py``; ``files.py`` (atomic writes).
 Nothing heavy is imported by this package at import time (``mediqa --help`` stays fast).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Backend", "SkipReason", "select_backend", "BACKEND_NAMES"]
+if TYPE_CHECKING:  # real types for ``from mediqa.engines import ...``; loaded lazily below at run time
+    from mediqa.engines.backends.base import Backend
+    from mediqa.engines.chain import SkipReason, select_backend
+
+__all__ = ["Backend", "SkipReason", "select_backend"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("select_backend", "SkipReason", "BACKEND_NAMES"):
-        from mediqa.engines.backends import chain
+    if name in ("select_backend", "SkipReason"):
+        from mediqa.engines import chain
 
         return getattr(chain, name)
     if name == "Backend":

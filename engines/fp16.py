@@ -15,10 +15,13 @@ import importlib.metadata as md
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from mediqa.engines.cache.files import atomic_write_bytes
+from mediqa.engines.files import atomic_write_bytes
 from mediqa.errors import BackendUnavailable, ModelError
+
+if TYPE_CHECKING:
+    import onnx
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +100,7 @@ def convert_to_fp16(src: str | Path, dst: str | Path, op_block_list: tuple[str, 
     return dst
 
 
-def fold_identity_initializers(model: Any) -> int:
+def fold_identity_initializers(model: onnx.ModelProto) -> int:
     """Replace ``Identity(initializer)`` nodes by a copy of the initializer under the output's name.
 
     torch's exporter de-duplicates equal parameters (e.g. every LayerNorm weight of ones) through
@@ -125,7 +128,7 @@ def fold_identity_initializers(model: Any) -> int:
     return folded
 
 
-def fix_cast_targets(model: Any) -> int:
+def fix_cast_targets(model: onnx.ModelProto) -> int:
     """Make ``Cast(to=FLOAT)`` nodes that the converter moved into the FP16 region cast to FLOAT16.
 
     onnxconverter-common retypes such a Cast's output value_info to FP16 but leaves its ``to``
@@ -147,13 +150,13 @@ def fix_cast_targets(model: Any) -> int:
     return fixed
 
 
-def precision_summary(model: Any) -> str:
+def precision_summary(model: onnx.ModelProto) -> str:
     """Count nodes by the element type of their first output: shows what actually became FP16."""
     counts = node_precisions(model)
     return ", ".join(f"{k}: {v} nodes" for k, v in sorted(counts.items()))
 
 
-def node_precisions(model: Any) -> Counter[str]:
+def node_precisions(model: onnx.ModelProto) -> Counter[str]:
     import onnx
 
     inferred = onnx.shape_inference.infer_shapes(model)

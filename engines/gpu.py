@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from mediqa.engines.backends.cuda_mem import CudaError, check, load_cudart
 from mediqa.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
@@ -63,8 +64,6 @@ def probe_gpu(index: int = 0, allow_smi: bool = True) -> GpuIdentity:
 
 
 def _probe_cuda_python(index: int) -> GpuIdentity:
-    from mediqa.engines.backends.cuda_mem import CudaError, check, load_cudart
-
     cudart = load_cudart()
     try:
         count = check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")

@@ -21,14 +21,19 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mediqa.engines.gate.golden import GoldenSet
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _step(report: dict, name: str, fn) -> None:  # type: ignore[no-untyped-def]
+def _step(report: dict[str, Any], name: str, fn: Callable[[], dict[str, Any] | None]) -> None:
     from mediqa.errors import BackendUnavailable
 
     start = time.perf_counter()
@@ -42,10 +47,10 @@ def _step(report: dict, name: str, fn) -> None:  # type: ignore[no-untyped-def]
     report[name]["seconds"] = round(time.perf_counter() - start, 3)
 
 
-def gpu_identity() -> dict:
+def gpu_identity() -> dict[str, Any]:
     from mediqa.engines.gpu import _probe_nvidia_smi, probe_gpu
 
-    out = {"cuda_python": probe_gpu(0, allow_smi=False).to_dict()}
+    out: dict[str, Any] = {"cuda_python": probe_gpu(0, allow_smi=False).to_dict()}
     try:
         out["nvidia_smi"] = _probe_nvidia_smi(0).to_dict()
     except Exception as exc:  # noqa: BLE001
@@ -53,7 +58,7 @@ def gpu_identity() -> dict:
     return out
 
 
-def buffers_round_trip() -> dict:
+def buffers_round_trip() -> dict[str, Any]:
     from mediqa.engines.backends.cuda_mem import CudaStream, HostDeviceBuffer, gpu_count, load_cudart, set_device
 
     load_cudart()
@@ -83,7 +88,7 @@ def buffers_round_trip() -> dict:
     return {"bytes": data.nbytes, "round_trip_ms_median": round(float(np.median(times)), 3), "equal": equal}
 
 
-def fp16_agreement(model: Path, golden, cache_dir: Path) -> dict:  # type: ignore[no-untyped-def]
+def fp16_agreement(model: Path, golden: GoldenSet, cache_dir: Path) -> dict[str, Any]:
     from mediqa.engines.builder.pipeline import check_fp16
     from mediqa.engines.cache.store import EngineCache
 
@@ -95,8 +100,8 @@ def fp16_agreement(model: Path, golden, cache_dir: Path) -> dict:  # type: ignor
             "golden": gate.golden}
 
 
-def chain_report(model: Path, cache_dir: Path) -> dict:
-    from mediqa.engines.backends.chain import select_backend
+def chain_report(model: Path, cache_dir: Path) -> dict[str, Any]:
+    from mediqa.engines.chain import select_backend
 
     backend, skipped = select_backend(model, engine_cache=cache_dir, slices=3)
     backend.close()
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--golden-dicom", type=Path, help="build the golden set from DICOM series under DIR")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "tests"))
-    report: dict = {"host": platform.node(), "python": platform.python_version()}
+    report: dict[str, Any] = {"host": platform.node(), "python": platform.python_version()}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = args.model
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(isinstance(v, dict) and v.get("status") == "failed" for v in report.values()) else 0
 
 
-def _golden(args: argparse.Namespace, model: Path, work: Path):  # type: ignore[no-untyped-def]
+def _golden(args: argparse.Namespace, model: Path, work: Path) -> GoldenSet:
     from mediqa.engines.gate.golden import GoldenSet, golden_from_inputs
 
     if args.golden:

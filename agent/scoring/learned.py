@@ -23,7 +23,7 @@ from mediqa.preprocess import prepare, prompt_indices
 
 if TYPE_CHECKING:
     from mediqa.engines.backends.base import Backend
-    from mediqa.engines.backends.chain import SkipReason
+    from mediqa.engines.chain import SkipReason
 
 log = logging.getLogger(__name__)
 

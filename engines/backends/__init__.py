@@ -1,1 +1,1 @@
-"""Inference backends (TensorRT, ONNX Runtime CUDA, ONNX Runtime CPU) and the fallback chain."""
+"""Inference backends (TensorRT, ONNX Runtime CUDA, ONNX Runtime CPU); the fallback chain over them is ``chain.py``."""

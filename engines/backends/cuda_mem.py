@@ -99,7 +99,7 @@ class HostDeviceBuffer:
             check(self._cudart.cudaFreeHost(self.host_ptr), "cudaFreeHost")
             raise
         raw = (ctypes.c_ubyte * self.nbytes).from_address(self.host_ptr)
-        self._host_bytes = np.frombuffer(raw, dtype=np.uint8)
+        self._host_bytes = np.frombuffer(memoryview(raw), dtype=np.uint8)  # shares the pinned memory
 
     def host_view(self, shape: tuple[int, ...]) -> np.ndarray:
         """A numpy view of the first ``prod(shape)`` items of the pinned buffer (no copy)."""

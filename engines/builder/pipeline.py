@@ -20,6 +20,7 @@ from typing import Any
 from mediqa import __version__
 from mediqa.engines.backends.onnxrt import OrtBackend
 from mediqa.engines.backends.tensorrt import TensorRTBackend, import_tensorrt
+from mediqa.engines.builder.trt_build import build_plan
 from mediqa.engines.cache.key import BuildRecipe, cache_key, key_components, series_batch
 from mediqa.engines.cache.manifest import Manifest
 from mediqa.engines.cache.store import EngineCache
@@ -27,9 +28,9 @@ from mediqa.engines.fp16 import convert_to_fp16, converter_version
 from mediqa.engines.gate.accuracy import DEFAULT_TOLERANCE, GateResult, retake_threshold, run_gate
 from mediqa.engines.gate.golden import GoldenSet
 from mediqa.engines.gpu import probe_gpu
-from mediqa.engines.model_io import ModelInfo, read_model_info, score_output_name, sha256_file
+from mediqa.engines.model_io import ModelInfo, read_model_info, score_output_name, sha256_bytes, sha256_file
 from mediqa.errors import CannotBuildHere, MediqaError, ModelError, Skip
-from mediqa.model_card import card_from_metadata
+from mediqa.model_card import ModelCard, card_from_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Fp16Check:
     model: ModelInfo
-    card: Any
+    card: ModelCard | None  # None for a model exported without a card
     path: Path
     gate: GateResult
 
@@ -101,8 +102,6 @@ def build_engine(model_path: str | Path, cache: EngineCache, golden: GoldenSet, 
         logger.info("engine %s for %s is up to date", key[:12], gpu.describe())
         return BuildOutcome(fp16, existing, cache.entry_dir(key), True)
 
-    from mediqa.engines.builder.trt_build import build_plan
-
     threshold = fp16.gate.retake_below
     item_shapes = {name: tuple(arr.shape[1:]) for name, arr in golden.cases[0].inputs.items()}
     with cache.lock():
@@ -117,7 +116,7 @@ def build_engine(model_path: str | Path, cache: EngineCache, golden: GoldenSet, 
                               f"{gate.summary()}", "the agent keeps using ONNX Runtime; report this build")
         manifest = Manifest(
             key=key, components=key_components(info.sha256, recipe, trt_version, gpu),
-            plan_sha256=_sha(built.plan), plan_bytes=len(built.plan),
+            plan_sha256=sha256_bytes(built.plan), plan_bytes=len(built.plan),
             model=_model_fields(info, card, fp16.path),
             build=_build_fields(built.seconds, built.mode, trt_version, gpu.to_dict()),
             layer_precisions=built.layers, accuracy=gate.to_dict())
@@ -125,13 +124,7 @@ def build_engine(model_path: str | Path, cache: EngineCache, golden: GoldenSet, 
     return BuildOutcome(fp16, manifest, directory, False)
 
 
-def _sha(data: bytes) -> str:
-    from mediqa.engines.model_io import sha256_bytes
-
-    return sha256_bytes(data)
-
-
-def _model_fields(info: ModelInfo, card: Any, fp16_path: Path) -> dict[str, Any]:
+def _model_fields(info: ModelInfo, card: ModelCard | None, fp16_path: Path) -> dict[str, Any]:
     return {"name": info.name, "path": str(info.path), "sha256": info.sha256,
             "card": {"name": getattr(card, "name", None), "version": getattr(card, "version", None)},
             "inputs": [s.to_dict() for s in info.inputs], "outputs": [s.to_dict() for s in info.outputs],

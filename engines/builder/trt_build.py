@@ -23,8 +23,8 @@ from typing import Any
 
 from mediqa.engines.backends.tensorrt import import_tensorrt
 from mediqa.engines.builder.layers import describe_counts, layer_precisions
-from mediqa.engines.cache.files import atomic_write_bytes
 from mediqa.engines.cache.key import BuildRecipe
+from mediqa.engines.files import atomic_write_bytes
 from mediqa.errors import MediqaError, ModelError
 
 logger = logging.getLogger(__name__)
@@ -37,10 +37,6 @@ class PlanBuild:
     seconds: float
     mode: str  # what was actually done, e.g. "strongly typed network from FP16 ONNX"
     tensorrt_version: str
-
-
-def tensorrt_version() -> str:
-    return str(import_tensorrt().__version__)
 
 
 def has_fp16_flag(trt: Any) -> bool:

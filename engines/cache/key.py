@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mediqa.engines.fp16 import fp32_op_block_list
 from mediqa.engines.gpu import GpuIdentity
+
+if TYPE_CHECKING:
+    from mediqa.model_card import ModelCard
 
 TYPING_MODES = ("strong", "flag")
 
@@ -59,7 +62,7 @@ def cache_key(model_sha256: str, recipe: BuildRecipe, tensorrt_version: str, gpu
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def series_batch(card: Any | None, slices: int) -> int:
+def series_batch(card: ModelCard | None, slices: int) -> int:
     """Batch of one series: slices x crops per slice (from the model card; 1 crop without a card)."""
     crops = getattr(getattr(card, "preprocessing", None), "crops_per_slice", 1) or 1
     return max(1, int(slices) * int(crops))

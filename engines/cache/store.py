@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mediqa.engines.cache.files import FileLock, atomic_write_bytes, atomic_write_json
+from mediqa.engines.cache.files import FileLock
 from mediqa.engines.cache.manifest import MANIFEST_NAME, PLAN_NAME, Manifest, ManifestError, read_manifest
+from mediqa.engines.files import atomic_write_bytes, atomic_write_json
 from mediqa.engines.model_io import sha256_bytes
 
 logger = logging.getLogger(__name__)

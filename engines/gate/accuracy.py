@@ -16,11 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from mediqa.engines.gate.golden import GoldenSet
+
+if TYPE_CHECKING:
+    from mediqa.model_card import ModelCard
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +157,7 @@ def run_gate(candidate: Inferrer, reference: Inferrer, golden: GoldenSet, *, sco
                          retake_below=retake_below, candidate=candidate_name, reference=reference_name)
 
 
-def retake_threshold(card: Any | None, default: float = DEFAULT_RETAKE_BELOW) -> float:
+def retake_threshold(card: ModelCard | None, default: float = DEFAULT_RETAKE_BELOW) -> float:
     """``thresholds.retake_below`` from the model card, else the configured default."""
     thresholds = getattr(card, "thresholds", None) or {}
     value = thresholds.get("retake_below") if isinstance(thresholds, Mapping) else None

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mediqa.engines.cache.files import atomic_write_bytes
+from mediqa.engines.files import atomic_write_bytes
 from mediqa.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class GoldenSet:
                 "cases": [{"name": c.name, "group": c.group, "inputs": list(c.inputs)} for c in self.cases]}
         arrays["__meta__"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
+        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy stub: **kwds might fill allow_pickle
         return atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod

@@ -11,9 +11,15 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mediqa.errors import BackendUnavailable, MediqaError
+
+if TYPE_CHECKING:  # type hints only: each command imports what it runs
+    from mediqa.agent.config import AgentConfig
+    from mediqa.engines.backends.base import Backend
+    from mediqa.engines.cache.store import EngineCache
+    from mediqa.engines.gate.golden import GoldenSet
 
 DESCRIPTION = """\
 Engines make scoring fast on the console's GPU. `build` converts the model to mixed-precision FP16 ONNX
@@ -91,13 +97,13 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 logger = logging.getLogger(__name__)
 
 
-def _config(args: argparse.Namespace) -> Any:
+def _config(args: argparse.Namespace) -> AgentConfig:
     from mediqa.agent.config import load_config
 
     return load_config(getattr(args, "config", None))
 
 
-def resolve_cache(args: argparse.Namespace) -> Any:
+def resolve_cache(args: argparse.Namespace) -> EngineCache:
     from mediqa.engines.cache.store import EngineCache
 
     if args.cache:
@@ -113,7 +119,7 @@ def resolve_model(args: argparse.Namespace) -> Path:
     return resolve_model(_config(args).scoring.model)
 
 
-def resolve_golden(args: argparse.Namespace, model: Path, cache: Any) -> Any:
+def resolve_golden(args: argparse.Namespace, model: Path, cache: EngineCache) -> GoldenSet:
     """--golden FILE, else the cached golden set for this model, else build one from --golden-dicom, else
     from the bundled sample series (the shared real series when present, generated phantoms otherwise)."""
     from mediqa.engines.gate.golden import GoldenSet
@@ -271,8 +277,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trt_from_cache(model: Path, cache: Any, gpu_index: int, slices: int) -> Any:
-    from mediqa.engines.backends.chain import select_backend
+def _trt_from_cache(model: Path, cache: EngineCache, gpu_index: int, slices: int) -> Backend:
+    from mediqa.engines.chain import select_backend
 
     backend, _ = select_backend(model, ("tensorrt",), engine_cache=cache.root, gpu_index=gpu_index, slices=slices)
     return backend

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mediqa.engines.backends.chain import select_backend
 from mediqa.engines.builder.pipeline import build_engine
 from mediqa.engines.cache.store import EngineCache
+from mediqa.engines.chain import select_backend
 
 
 @pytest.mark.tensorrt

@@ -8,8 +8,8 @@ import types
 
 import pytest
 
-from mediqa.engines.backends import chain
-from mediqa.engines.backends.chain import select_backend
+from mediqa.engines import chain
+from mediqa.engines.chain import select_backend
 from mediqa.engines.gpu import GpuIdentity
 from mediqa.errors import BackendUnavailable, ConfigError
 
@@ -30,7 +30,7 @@ def fake_gpu_stack(monkeypatch):
 
 
 def test_falls_back_to_cpu_and_says_why(tiny_onnx, no_tensorrt, caplog):
-    caplog.set_level(logging.INFO, logger="mediqa.engines.backends.chain")
+    caplog.set_level(logging.INFO, logger="mediqa.engines.chain")
     backend, skipped = select_backend(tiny_onnx, threads=1)
     with backend:
         assert backend.name == "onnxruntime-cpu"

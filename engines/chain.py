@@ -12,11 +12,17 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mediqa.backends import BACKEND_NAMES
 from mediqa.engines.backends.base import Backend
 from mediqa.engines.backends.onnxrt import OrtBackend
 from mediqa.errors import BackendUnavailable, ConfigError, MediqaError, Skip
+
+if TYPE_CHECKING:  # the TensorRT and build paths are imported only when a chain takes them
+    from mediqa.engines.cache.manifest import Manifest
+    from mediqa.engines.cache.store import EngineCache
+    from mediqa.engines.gate.golden import GoldenSet
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +48,12 @@ class ChainContext:
     gpu_index: int
     slices: int
     build_engines: bool
-    golden: object | None  # a GoldenSet, needed only to build
+    golden: GoldenSet | None  # needed only to build
 
 
 def select_backend(model_path: str | Path, config_backends: Sequence[str] = BACKEND_NAMES, *, threads: int = 2,
                    engine_cache: str | Path | None = None, gpu_index: int = 0, slices: int = 7,
-                   build_engines: bool = False, golden: object | None = None) -> tuple[Backend, list[SkipReason]]:
+                   build_engines: bool = False, golden: GoldenSet | None = None) -> tuple[Backend, list[SkipReason]]:
     """Load and return the first backend of ``config_backends`` that works, plus why earlier ones did not."""
     unknown = [b for b in config_backends if b not in _FACTORIES]
     if unknown or not config_backends:
@@ -85,6 +91,8 @@ def _log_choice(backend: Backend, skipped: list[SkipReason]) -> None:
 
 
 def _tensorrt(ctx: ChainContext) -> Backend:
+    # Imported when the chain tries TensorRT, not at import: an ONNX Runtime-only agent never loads the
+    # engine cache code (and tests replace probe_gpu / load_cudart in their own modules).
     from mediqa.engines.backends.cuda_mem import load_cudart
     from mediqa.engines.backends.tensorrt import TensorRTBackend, import_tensorrt
     from mediqa.engines.cache.key import series_batch
@@ -114,7 +122,7 @@ def _tensorrt(ctx: ChainContext) -> Backend:
     return TensorRTBackend(plan, ctx.gpu_index, label=f"{manifest.key[:12]} {gpu.sm}")
 
 
-def _build_now(ctx: ChainContext, cache: object, why: Skip) -> tuple[bytes, object]:
+def _build_now(ctx: ChainContext, cache: EngineCache, why: Skip) -> tuple[bytes, Manifest]:
     """``build_engines=True`` only: build the missing engine now, then load it through the same checks."""
     from mediqa.engines.builder.pipeline import build_engine
     from mediqa.engines.gate.golden import GoldenSet
@@ -123,11 +131,10 @@ def _build_now(ctx: ChainContext, cache: object, why: Skip) -> tuple[bytes, obje
         raise Skip("engine", f"{_message(why)}; build_engines is set but no golden set was given", why.remedy)
     logger.warning("building a TensorRT engine now (build_engines=true): %s", _message(why))
     try:
-        outcome = build_engine(ctx.model_path, cache, ctx.golden, gpu_index=ctx.gpu_index,  # type: ignore[arg-type]
-                               slices=ctx.slices)
+        outcome = build_engine(ctx.model_path, cache, ctx.golden, gpu_index=ctx.gpu_index, slices=ctx.slices)
     except MediqaError as exc:
         raise Skip("engine", f"automatic build failed: {exc}", "run `mediqa engine build` by hand") from None
-    return cache.load_plan(outcome.manifest.key)  # type: ignore[attr-defined]
+    return cache.load_plan(outcome.manifest.key)
 
 
 def _ort_cuda(ctx: ChainContext) -> Backend:
