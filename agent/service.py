@@ -15,33 +15,24 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from mediqa.agent.config import AgentConfig
 from mediqa.agent.dicom.index import read_header
 from mediqa.agent.dicom.records import InstanceRecord
 from mediqa.agent.pipeline import analyse_series
-from mediqa.agent.report.store import open_store
+from mediqa.agent.report.store import ResultStore, jsonl_path
 from mediqa.agent.scoring.base import Scorer, SeriesResult
-from mediqa.agent.watch.watcher import FolderWatcher, PathEvent, walk_files
+from mediqa.agent.series.tracker import SeriesTracker
+from mediqa.agent.state.db import open_state
+from mediqa.agent.watch.settle import Settler
+from mediqa.agent.watch.walk import walk_files
+from mediqa.agent.watch.watcher import FolderWatcher, PathEvent
 from mediqa.errors import ConfigError, DicomSkip, MediqaError
 
 log = logging.getLogger(__name__)
 
 ResultCallback = Callable[[SeriesResult, int], None]
-
-
-@dataclass
-class _Pending:
-    size: int
-    mtime_ns: int
-    changed_at: float
-    closed: bool
-
-    def settling(self, now: float, stable_s: float) -> bool:
-        """Still inside its quiet window: it cannot be ready yet (a closed file needs no window)."""
-        return not self.closed and now - self.changed_at < stable_s
 
 
 class Agent:
@@ -56,10 +47,12 @@ class Agent:
         self.scorer = scorer
         self.clock = clock
         self.on_result = on_result
-        self.store = open_store(config, clock)
-        self.tracker = self.store.tracker
+        # One state database, opened once, shared by the tracker and the result store.
+        self.db = open_state(state)
+        self.tracker = SeriesTracker(self.db, config.completion, clock)
+        self.store = ResultStore(self.db, jsonl_path(config), clock)
         self.events: queue.Queue[PathEvent] = queue.Queue()
-        self._pending: dict[str, _Pending] = {}
+        self.settler = Settler(config.watch.file_stable_s, clock)  # files seen, not yet stable
         self._saliency_todo: deque[InstanceRecord] = deque()  # filled as instances arrive, drained when idle
         self._last_reconcile = float("-inf")
         self.skipped: dict[str, str] = {}
@@ -73,19 +66,15 @@ class Agent:
             return  # gone again (a temp file renamed away)
         if not stat.S_ISREG(st.st_mode) or self.tracker.file_known(path, st.st_size, st.st_mtime_ns):
             return
-        prev = self._pending.get(path)
-        if prev is None or (prev.size, prev.mtime_ns) != (st.st_size, st.st_mtime_ns):
-            self._pending[path] = _Pending(st.st_size, st.st_mtime_ns, self.clock(), closed)
-        elif closed:
-            prev.closed = True
+        self.settler.observe(path, st.st_size, st.st_mtime_ns, closed)
 
     def reconcile(self) -> int:
         """Walk the whole export folder; enqueue files the events missed. Returns how many were new."""
-        before = len(self._pending)
+        before = len(self.settler)
         for path in walk_files(self.folder):
             self.offer(path)
         self._last_reconcile = self.clock()
-        return len(self._pending) - before
+        return len(self.settler) - before
 
     def _drain(self, timeout: float) -> None:
         try:
@@ -94,7 +83,7 @@ class Agent:
             return
         while True:
             if event.rescan:
-                for path in walk_files(Path(event.path)):
+                for path in walk_files(event.path):
                     self.offer(path)
             else:
                 self.offer(event.path, event.closed)
@@ -104,23 +93,8 @@ class Agent:
                 return
 
     def _index_ready(self) -> None:
-        now = self.clock()
         indexed: list[InstanceRecord] = []
-        stable_s = self.config.watch.file_stable_s
-        for path, pend in list(self._pending.items()):
-            # A file still inside its quiet window cannot be ready: no stat until the window ends (with
-            # thousands of files arriving, stat-ing them all on every pass dominated the loop). A write
-            # in the meantime shows as a changed size or mtime at that stat and restarts the window.
-            if pend.settling(now, stable_s):
-                continue
-            try:
-                st = os.stat(path)
-            except OSError:
-                del self._pending[path]
-                continue
-            if (st.st_size, st.st_mtime_ns) != (pend.size, pend.mtime_ns):
-                self._pending[path] = _Pending(st.st_size, st.st_mtime_ns, now, False)
-                continue
+        for path, st in self.settler.ready():  # files inside their quiet window are not even stat'ed
             record = self._read(path, st)
             if record is not None:
                 indexed.append(record)
@@ -136,19 +110,19 @@ class Agent:
         try:
             record = read_header(path, skip_derived=ingest.skip_derived, skip_localizers=ingest.skip_localizers)
         except DicomSkip as skip:
-            retry = bool(getattr(skip, "retry", False))
+            retry = skip.retry
             attempts = self.tracker.record_skip(path, st.st_size, st.st_mtime_ns, skip.reason, final=not retry)
             if retry and attempts < ingest.max_retries:
-                self._pending[path] = _Pending(st.st_size, st.st_mtime_ns, self.clock(), False)
+                self.settler.again(path, st.st_size, st.st_mtime_ns)
                 log.debug("not ready yet (%s, try %d): %s", skip.reason, attempts, os.path.basename(path))
                 return None
             if retry:
                 self.tracker.record_skip(path, st.st_size, st.st_mtime_ns, skip.reason, final=True)
-            self._pending.pop(path, None)
+            self.settler.done(path)
             self.skipped[path] = skip.reason
             log.info("skipped %s: %s", os.path.basename(path), skip)
             return None
-        self._pending.pop(path, None)
+        self.settler.done(path)
         return record
 
     def _saliency_when_idle(self, budget_s: float = 0.05) -> None:
@@ -188,7 +162,7 @@ class Agent:
                 log.exception("series %s: scoring failed", st.series_key)
                 self._give_up(st.series_uid, st.generation, "internal error (see log)")
                 continue
-            result_id = self.store.save(result, st.generation)
+            result_id = self._save(result, st.generation)
             if result_id is None:
                 continue
             results.append(result)
@@ -196,12 +170,22 @@ class Agent:
                 self.on_result(result, result_id)
         return results
 
+    def _save(self, result: SeriesResult, generation: int) -> int | None:
+        """The result row and the series' ``scored`` state in one transaction; None when the series changed."""
+        with self.db.transaction() as db:
+            if not self.tracker.mark_scored(db, result.series_uid, generation):
+                log.info("series %s changed while scoring; it will be scored again", result.series_key)
+                return None
+            result_id = self.store.add(db, result, generation)
+        self.store.flush_jsonl()
+        return result_id
+
     def _forget_saliency_todo(self, series_uid: str) -> None:
         if any(r.series_uid == series_uid for r in self._saliency_todo):
             self._saliency_todo = deque(r for r in self._saliency_todo if r.series_uid != series_uid)
 
     def _give_up(self, series_uid: str, generation: int, why: str) -> None:
-        with self.tracker.transaction() as db:
+        with self.db.transaction() as db:
             self.tracker.mark_scored(db, series_uid, generation)
         log.warning("series marked done without a score: %s", why)
 
@@ -213,13 +197,12 @@ class Agent:
             self.reconcile()
         self._index_ready()
         results = self._score_due()
-        now, stable_s = self.clock(), self.config.watch.file_stable_s
-        if all(p.settling(now, stable_s) for p in self._pending.values()):
+        if self.settler.all_settling():
             self._saliency_when_idle()
         return results
 
     def idle(self) -> bool:
-        return not self._pending and self.events.empty() and self.tracker.next_deadline() is None
+        return not self.settler and self.events.empty() and self.tracker.next_deadline() is None
 
     def run(self, stop: threading.Event, watch: bool = True, tick_s: float = 0.2) -> None:
         """Run until ``stop`` is set. With ``watch``, file events feed the loop; else only periodic scans."""

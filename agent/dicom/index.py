@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Literal
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -20,6 +18,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
 
 from mediqa.agent.dicom.records import FrameGeometry, InstanceRecord
+from mediqa.agent.watch.walk import walk_files
 from mediqa.errors import DicomSkip
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ _SEQ_DELIMITER_BE = bytes.fromhex("fffee0dd00000000")
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
 
 
-def _pixel_data_complete(fh: Any, ds: Dataset, size: int) -> bool:
+def _pixel_data_complete(fh: BinaryIO, ds: Dataset, size: int) -> bool:
     """True when the PixelData element that follows the header is entirely in the file.
 
     ``stop_before_pixels`` leaves the file positioned at the PixelData tag. Native pixel data has a
@@ -100,7 +99,7 @@ def _pixel_data_complete(fh: Any, ds: Dataset, size: int) -> bool:
     head = fh.read(12)
     if len(head) < 8:
         return False
-    order = "big" if big else "little"
+    order: Literal["big", "little"] = "big" if big else "little"
     group, elem = int.from_bytes(head[0:2], order), int.from_bytes(head[2:4], order)
     if (group, elem) != (0x7FE0, 0x0010):
         return (group, elem) > (0x7FE0, 0x0010)  # some other trailing element: pixels were not expected here
@@ -193,10 +192,10 @@ def _frames(ds: Dataset) -> tuple[FrameGeometry, ...]:
     per_frame = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
     if not per_frame:
         geom = FrameGeometry(
-            position=_vec(ds.get("ImagePositionPatient"), 3) or _vec(_item_attr(shared, "PlanePositionSequence",
-                                                                               "ImagePositionPatient"), 3),
-            orientation=_vec(ds.get("ImageOrientationPatient"), 6)
-            or _vec(_item_attr(shared, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+            position=_vec3(ds.get("ImagePositionPatient"))
+            or _vec3(_item_attr(shared, "PlanePositionSequence", "ImagePositionPatient")),
+            orientation=_vec6(ds.get("ImageOrientationPatient"))
+            or _vec6(_item_attr(shared, "PlaneOrientationSequence", "ImageOrientationPatient")),
             rescale_slope=_float(ds.get("RescaleSlope")) or _float(
                 _item_attr(shared, "PixelValueTransformationSequence", "RescaleSlope")) or 1.0,
             rescale_intercept=_float(ds.get("RescaleIntercept")) or _float(
@@ -214,8 +213,8 @@ def _frames(ds: Dataset) -> tuple[FrameGeometry, ...]:
         stack_pos = _int(attr("FrameContentSequence", "InStackPositionNumber"))
         del stack_pos  # ordering uses geometry, not the stack number
         out.append(FrameGeometry(
-            position=_vec(attr("PlanePositionSequence", "ImagePositionPatient"), 3),
-            orientation=_vec(attr("PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+            position=_vec3(attr("PlanePositionSequence", "ImagePositionPatient")),
+            orientation=_vec6(attr("PlaneOrientationSequence", "ImageOrientationPatient")),
             rescale_slope=_float(attr("PixelValueTransformationSequence", "RescaleSlope")) or 1.0,
             rescale_intercept=_float(attr("PixelValueTransformationSequence", "RescaleIntercept")) or 0.0,
             temporal_index=max(0, (temporal or 1) - 1),
@@ -223,48 +222,24 @@ def _frames(ds: Dataset) -> tuple[FrameGeometry, ...]:
     return tuple(out)
 
 
-def iter_files(root: str | os.PathLike[str]) -> Iterator[Path]:
-    """Every regular file under ``root`` (or ``root`` itself), sorted, DICOMDIR files excluded by name."""
-    root = Path(root)
-    if root.is_file():
-        yield root
-        return
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if name.upper() in ("DICOMDIR", "LICENSE") or name.startswith("."):
-                continue
-            yield Path(dirpath) / name
-
-
 def scan_tree(root: str | os.PathLike[str], *, skip_derived: bool = True, skip_localizers: bool = True,
               skipped: dict[str, str] | None = None) -> dict[str, list[InstanceRecord]]:
     """Index every file under ``root`` and group by SeriesInstanceUID. Skips are logged, never raised."""
     series: dict[str, list[InstanceRecord]] = defaultdict(list)
-    for path in iter_files(root):
+    for path in walk_files(root):  # the agent's own walk: same files, same order, same names skipped
         try:
             rec = read_header(path, skip_derived=skip_derived, skip_localizers=skip_localizers)
         except DicomSkip as skip:
-            log.debug("skip %s: %s", path.name, skip)
+            log.debug("skip %s: %s", os.path.basename(path), skip)
             if skipped is not None:
-                skipped[str(path)] = skip.reason
+                skipped[path] = skip.reason
             continue
         series[rec.series_uid].append(rec)
     return dict(series)
 
 
-def iter_records(paths: Iterable[str | os.PathLike[str]]) -> Iterator[InstanceRecord]:
-    for path in paths:
-        try:
-            yield read_header(path)
-        except DicomSkip:
-            continue
-
-
 def _skip(reason: str, detail: str, retry: bool = False) -> DicomSkip:
-    err = DicomSkip(reason, detail)
-    err.retry = retry  # type: ignore[attr-defined]
-    return err
+    return DicomSkip(reason, detail, retry=retry)
 
 
 def _meta(ds: Dataset, name: str) -> str:
@@ -301,9 +276,14 @@ def _int(value: Any) -> int | None:
     return int(f) if f is not None else None
 
 
-def _vec(value: Any, n: int) -> Any:
+def _vec3(value: Any) -> tuple[float, float, float] | None:
     items = _floats(value)
-    return tuple(items) if items and len(items) == n else None
+    return (items[0], items[1], items[2]) if items and len(items) == 3 else None
+
+
+def _vec6(value: Any) -> tuple[float, float, float, float, float, float] | None:
+    items = _floats(value)
+    return (items[0], items[1], items[2], items[3], items[4], items[5]) if items and len(items) == 6 else None
 
 
 def _first(seq: Any) -> Dataset | None:

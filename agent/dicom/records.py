@@ -1,9 +1,18 @@
-"""Immutable header records: what the agent knows about one DICOM file without decoding pixels."""
+"""Immutable header records: what the agent knows about one DICOM file without decoding pixels.
+
+Records are persisted as JSON (``record_to_json``/``record_from_json``), never pickled: the state
+database must not be a place from which loading data can run code. Every field is a plain value, a
+tuple of them, or (``frames``) a tuple of ``FrameGeometry``; JSON turns tuples into lists, so decoding
+turns them back, and a decoded record compares equal to the original.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,6 @@ class InstanceRecord:
     kvp: float | None = None
     exposure_mas: float | None = None
     window: tuple[float, float] | None = None
-    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def series_key(self) -> str:
@@ -80,3 +88,38 @@ class InstanceRecord:
 def series_key(series_uid: str) -> str:
     """Pseudonymous, stable key for a series: safe for logs, useless to re-identify a patient."""
     return "s-" + hashlib.sha256(series_uid.encode()).hexdigest()[:12]
+
+
+def record_to_dict(record: InstanceRecord) -> dict[str, Any]:
+    """The record as JSON-ready values: tuples stay tuples here (``json`` writes them as lists)."""
+    out: dict[str, Any] = {f.name: getattr(record, f.name) for f in fields(InstanceRecord)}
+    out["frames"] = [{f.name: getattr(frame, f.name) for f in fields(FrameGeometry)} for frame in record.frames]
+    return out
+
+
+def record_from_dict(data: Mapping[str, Any]) -> InstanceRecord:
+    """Inverse of ``record_to_dict`` (lists back to tuples). Keys the record does not have are ignored."""
+    known = {f.name for f in fields(InstanceRecord)}
+    values = {k: _tuples(v) for k, v in data.items() if k in known and k != "frames"}
+    frame_fields = {f.name for f in fields(FrameGeometry)}
+    frames = tuple(FrameGeometry(**{k: _tuples(v) for k, v in frame.items() if k in frame_fields})
+                   for frame in data.get("frames") or ())
+    return InstanceRecord(**values, frames=frames)
+
+
+def record_to_json(record: InstanceRecord) -> str:
+    return json.dumps(record_to_dict(record), separators=(",", ":"))
+
+
+def record_from_json(text: str | bytes) -> InstanceRecord:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"a stored record must be a JSON object, not {type(data).__name__}")
+    return record_from_dict(data)
+
+
+def _tuples(value: Any) -> Any:
+    """JSON arrays back to the tuples the frozen records hold (nested ones too)."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value

@@ -1,4 +1,4 @@
-"""Series completion state, persisted in SQLite (WAL) so a restart resumes where it stopped.
+"""Series completion state, persisted in the state database (``StateDB``) so a restart resumes where it stopped.
 
 States: open -> complete -> scored; a late instance turns ``scored`` into ``reopened`` (treated as
 open), and the new result supersedes the old one. The tracker owns time through an injected clock,
@@ -9,45 +9,18 @@ complete after a quiet period (per modality) or early when an expected count is 
 from __future__ import annotations
 
 import logging
-import pickle
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from mediqa.agent.config import CompletionConfig
-from mediqa.agent.dicom.records import InstanceRecord
+from mediqa.agent.dicom.records import InstanceRecord, record_from_json, record_to_json
+from mediqa.agent.state.db import StateDB
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS series (
-    series_uid TEXT PRIMARY KEY, series_key TEXT NOT NULL, modality TEXT NOT NULL,
-    state TEXT NOT NULL, instances INTEGER NOT NULL, expected INTEGER,
-    first_arrival REAL NOT NULL, last_arrival REAL NOT NULL, completed_at REAL, scored_at REAL,
-    generation INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS instances (
-    sop_uid TEXT PRIMARY KEY, series_uid TEXT NOT NULL, path TEXT NOT NULL, record BLOB NOT NULL,
-    arrived REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS instances_series ON instances(series_uid);
-CREATE TABLE IF NOT EXISTS slice_saliency (
-    path TEXT NOT NULL, frame INTEGER NOT NULL, tile INTEGER NOT NULL, series_uid TEXT NOT NULL, value REAL NOT NULL,
-    PRIMARY KEY (path, frame, tile)
-);
-CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, status TEXT NOT NULL,
-    reason TEXT, attempts INTEGER NOT NULL DEFAULT 0
-);
-"""
-
-OPEN_STATES = ("open", "reopened")
 
 
 @dataclass(frozen=True)
@@ -64,49 +37,22 @@ class SeriesState:
     generation: int
 
 
-def connect(db_path: Path) -> sqlite3.Connection:
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(db_path), timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    return conn
-
-
 class SeriesTracker:
-    def __init__(self, conn: sqlite3.Connection, completion: CompletionConfig, clock: Clock = time.time) -> None:
-        self._db = conn
+    """Series, instances, files and saliency tables of the state database (opened by ``StateDB``)."""
+
+    def __init__(self, db: StateDB, completion: CompletionConfig, clock: Clock = time.time) -> None:
+        self.db = db
         self._completion = completion
         self._clock = clock
-        self._lock = threading.RLock()
-        self._db.executescript(_SCHEMA)
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def execute_script(self, sql: str) -> None:
-        with self._lock:
-            self._db.executescript(sql)
-
-    def query(self, sql: str, args: tuple[object, ...] = ()) -> sqlite3.Cursor:
-        with self._lock:
-            return self._db.execute(sql, args)
 
     # --- files -------------------------------------------------------------------------------
     def file_known(self, path: str, size: int, mtime_ns: int) -> bool:
         """True when this exact file version was already indexed or finally skipped."""
-        row = self.query("SELECT size, mtime_ns, status FROM files WHERE path=?", (path,)).fetchone()
-        return bool(row) and row[0] == size and row[1] == mtime_ns and row[2] in ("indexed", "skipped")
+        row = self.db.query_one("SELECT size, mtime_ns, status FROM files WHERE path=?", (path,))
+        return row is not None and row[0] == size and row[1] == mtime_ns and row[2] in ("indexed", "skipped")
 
     def record_skip(self, path: str, size: int, mtime_ns: int, reason: str, final: bool) -> int:
-        with self.transaction() as db:
+        with self.db.transaction() as db:
             row = db.execute("SELECT attempts FROM files WHERE path=?", (path,)).fetchone()
             attempts = (row[0] if row else 0) + 1
             db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)",
@@ -122,7 +68,7 @@ class SeriesTracker:
         """Register several instances in one transaction (one commit per batch keeps indexing fast)."""
         now = self._clock()
         added = []
-        with self.transaction() as db:
+        with self.db.transaction() as db:
             for record in records:
                 added.append(self._add(db, record, now))
         return added
@@ -133,7 +79,7 @@ class SeriesTracker:
         if db.execute("SELECT 1 FROM instances WHERE sop_uid=?", (record.sop_instance_uid,)).fetchone():
             return False
         db.execute("INSERT INTO instances VALUES (?,?,?,?,?)",
-                   (record.sop_instance_uid, record.series_uid, record.path, pickle.dumps(record), now))
+                   (record.sop_instance_uid, record.series_uid, record.path, record_to_json(record), now))
         row = db.execute("SELECT state FROM series WHERE series_uid=?", (record.series_uid,)).fetchone()
         expected = _expected_count(record)
         if row is None:
@@ -151,20 +97,18 @@ class SeriesTracker:
 
     def store_saliency(self, series_uid: str, values: dict[tuple[str, int | None, int | None], float]) -> None:
         """Per-slice saliency computed as instances arrive (key: path, frame, tile; -1 stands for None)."""
-        with self.transaction() as db:
+        with self.db.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO slice_saliency VALUES (?,?,?,?,?)",
                            [(p, -1 if f is None else f, -1 if t is None else t, series_uid, v)
                             for (p, f, t), v in values.items()])
 
     def saliency(self, series_uid: str) -> dict[tuple[str, int | None, int | None], float]:
-        rows = self.query("SELECT path, frame, tile, value FROM slice_saliency WHERE series_uid=?",
-                          (series_uid,)).fetchall()
+        rows = self.db.query("SELECT path, frame, tile, value FROM slice_saliency WHERE series_uid=?", (series_uid,))
         return {(p, None if f < 0 else f, None if t < 0 else t): v for p, f, t, v in rows}
 
     def records(self, series_uid: str) -> list[InstanceRecord]:
-        rows = self.query("SELECT record FROM instances WHERE series_uid=? ORDER BY arrived",
-                                (series_uid,)).fetchall()
-        return [pickle.loads(r[0]) for r in rows]
+        rows = self.db.query("SELECT record FROM instances WHERE series_uid=? ORDER BY arrived", (series_uid,))
+        return [record_from_json(r[0]) for r in rows]
 
     # --- completion ----------------------------------------------------------------------------
     def due(self) -> list[SeriesState]:
@@ -179,7 +123,7 @@ class SeriesTracker:
             early = (self._completion.early_on_expected_count and st.expected is not None
                      and st.instances >= st.expected)
             if quiet or early:
-                with self.transaction() as db:
+                with self.db.transaction() as db:
                     db.execute("UPDATE series SET state='complete', completed_at=? WHERE series_uid=?",
                                (now, st.series_uid))
                 log.debug("series %s complete (%s)", st.series_key, "expected count" if early else "quiet")
@@ -208,9 +152,9 @@ class SeriesTracker:
         return self._states("1=1")
 
     def _states(self, where: str, args: tuple[object, ...] = ()) -> list[SeriesState]:
-        rows = self.query(
+        rows = self.db.query(
             "SELECT series_uid, series_key, modality, state, instances, expected, first_arrival, last_arrival, "
-            f"completed_at, generation FROM series WHERE {where} ORDER BY first_arrival", args).fetchall()
+            f"completed_at, generation FROM series WHERE {where} ORDER BY first_arrival", args)
         return [SeriesState(*row) for row in rows]
 
 

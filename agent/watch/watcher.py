@@ -2,8 +2,8 @@
 
 watchdog handlers only enqueue and return; the agent loop owns state and time. Events are lossy
 (inotify overflow, no events on SMB/NFS clients, files written into a folder created a moment
-ago), so a periodic reconciliation scan re-walks the tree and enqueues whatever it finds; the
-tracker's file table makes that idempotent.
+ago), so a periodic reconciliation scan re-walks the tree (``walk.walk_files``) and enqueues whatever
+it finds; the tracker's file table makes that idempotent.
 """
 
 from __future__ import annotations
@@ -77,11 +77,3 @@ class FolderWatcher:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-
-def walk_files(root: Path) -> list[str]:
-    """Every regular file below ``root`` (the reconciliation scan). Unreadable folders are skipped."""
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: log.warning("cannot list %s", e.filename)):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(os.path.join(dirpath, f) for f in filenames if not f.startswith("."))
-    return found

@@ -241,7 +241,7 @@ def test_files_inside_their_quiet_window_are_not_stat_again(tmp_path, shared_dic
     agent = Agent(_config(tmp_path / "state", watch={"file_stable_s": 5.0, "reconcile_interval_s": 3600.0}),
                   ClassicalScorer(), export, clock=clock)
     agent.reconcile()
-    n = len(agent._pending)
+    n = len(agent.settler)
     assert n >= 28
     import mediqa.agent.service as service
 
@@ -251,7 +251,7 @@ def test_files_inside_their_quiet_window_are_not_stat_again(tmp_path, shared_dic
     for _ in range(3):
         clock.now += 1.0
         agent._index_ready()
-    assert calls == [] and len(agent._pending) == n  # still quiet: nothing to look at yet
+    assert calls == [] and len(agent.settler) == n  # still quiet: nothing to look at yet
     clock.now += 3.0
     agent._index_ready()
-    assert len(calls) >= n and not agent._pending  # window over: each file stat'ed and indexed (or skipped)
+    assert len(calls) >= n and not agent.settler  # window over: each file stat'ed and indexed (or skipped)

@@ -8,7 +8,8 @@ import pytest
 
 from mediqa.agent.config import CompletionConfig
 from mediqa.agent.dicom.records import FrameGeometry, InstanceRecord
-from mediqa.agent.series.tracker import SeriesTracker, connect
+from mediqa.agent.series.tracker import SeriesTracker
+from mediqa.agent.state.db import StateDB
 
 
 class Clock:
@@ -34,7 +35,7 @@ def clock() -> Clock:
 
 def _tracker(tmp_path, clock, **kw) -> SeriesTracker:
     cfg = CompletionConfig(quiet_period_s={"default": 10.0, "CT": 5.0}, **kw)
-    return SeriesTracker(connect(tmp_path / "s.sqlite"), cfg, clock)
+    return SeriesTracker(StateDB.open(tmp_path / "s.sqlite"), cfg, clock)
 
 
 def test_complete_after_modality_quiet_period(tmp_path, clock):
@@ -67,7 +68,7 @@ def test_late_instance_reopens_and_scoring_is_guarded(tmp_path, clock):
     t.add(_rec(0))
     clock.now += 6
     (st,) = t.due()
-    with t.transaction() as db:
+    with t.db.transaction() as db:
         assert t.mark_scored(db, st.series_uid, st.generation)
     t.add(_rec(1))
     assert t.state("1.2.3").state == "reopened"
@@ -75,7 +76,7 @@ def test_late_instance_reopens_and_scoring_is_guarded(tmp_path, clock):
     (again,) = t.due()
     assert again.instances == 2 and again.generation == 1
     # A stale generation (scored with old data) is refused.
-    with t.transaction() as db:
+    with t.db.transaction() as db:
         assert not t.mark_scored(db, again.series_uid, 0)
 
 
@@ -86,7 +87,7 @@ def test_restart_resumes_pending_and_not_scored(tmp_path, clock):
     clock.now += 6
     for st in t.due():
         if st.series_uid == "a":
-            with t.transaction() as db:
+            with t.db.transaction() as db:
                 t.mark_scored(db, st.series_uid, st.generation)
     t2 = _tracker(tmp_path, clock)  # a new process on the same database
     due = [s.series_uid for s in t2.due()]
