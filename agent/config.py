@@ -6,6 +6,7 @@ Unknown keys are errors that name the key and suggest the nearest valid one, so 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,19 @@ class WatchConfig:
     poll_interval_s: float = 2.0
     reconcile_interval_s: float = 30.0
     file_stable_s: float = 0.5  # size and mtime unchanged this long before a file is parsed
+    max_depth: int = 32  # folders deeper than this below the export root are not walked (reported once)
+    follow_links: str = "inside"  # inside: follow symlinks only to targets inside the export root; never
+
+
+@dataclass(frozen=True)
+class HeaderLimits:
+    """Sanity limits checked on the header before anything is allocated: a poison file is a recorded skip."""
+
+    max_rows: int = 8192
+    max_columns: int = 8192
+    max_frames: int = 5000  # enhanced multi-frame objects hold a whole series in one file
+    max_bits_allocated: int = 32
+    max_pixel_bytes: int = 2 * 1024**3  # announced pixel data (rows x columns x frames x samples x bytes)
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,7 @@ class IngestConfig:
     skip_derived: bool = True
     skip_localizers: bool = True
     max_retries: int = 20  # half-written files are retried this many times, then skipped
+    limits: HeaderLimits = field(default_factory=HeaderLimits)
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,7 @@ class ScoringConfig:
 class ReportConfig:
     jsonl: str = "results.jsonl"  # relative paths live in the state dir
     color: str = "auto"  # auto, always, never
+    log_paths: str = "key"  # key: files appear in logs as pseudonymous keys; relative: as paths below the export
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "scoring.scorer": ("learned", "classical"),
     "scoring.selection": ("salient", "fixed"),
     "report.color": ("auto", "always", "never"),
+    "report.log_paths": ("key", "relative"),
+    "watch.follow_links": ("inside", "never"),
     "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
 }
 
@@ -146,12 +164,19 @@ def _check(cfg: AgentConfig) -> None:
         "scoring.scorer": cfg.scoring.scorer,
         "scoring.selection": cfg.scoring.selection,
         "report.color": cfg.report.color,
+        "report.log_paths": cfg.report.log_paths,
+        "watch.follow_links": cfg.watch.follow_links,
         "log_level": cfg.log_level.upper(),
     }
     for key, value in flat.items():
         check_choice(key, value, _CHOICES[key])
     for i, backend in enumerate(cfg.scoring.backends):
         check_choice(f"scoring.backends[{i}]", backend, BACKEND_NAMES)
+    if cfg.watch.max_depth < 1:
+        raise ConfigError("watch.max_depth must be at least 1")
+    for name, limit in dataclasses.asdict(cfg.ingest.limits).items():
+        if limit < 1:
+            raise ConfigError(f"ingest.limits.{name} must be at least 1, got {limit}")
     if cfg.scoring.slices < 1:
         raise ConfigError("scoring.slices must be at least 1")
     if cfg.scoring.threads < 1:

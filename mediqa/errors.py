@@ -55,11 +55,13 @@ class DicomSkip(Exception):
     """A file that is not (or not yet) a scorable DICOM image.
 
     ``reason`` is a short code (``not_dicom``, ``incomplete``...); ``retry`` says the file may still be
-    arriving (half-written) and is worth reading again once it is stable.
+    arriving (half-written) and is worth reading again once it is stable; ``series_uid`` is set when the
+    header named its series, so the series' result can say how many of its images could be read.
     """
 
-    def __init__(self, reason: str, detail: str = "", retry: bool = False) -> None:
+    def __init__(self, reason: str, detail: str = "", retry: bool = False, series_uid: str | None = None) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
         self.retry = retry
+        self.series_uid = series_uid
