@@ -37,7 +37,7 @@ class OrtBackend(Backend):
     """``provider``: ``cpu`` or ``cuda``. The CUDA variant refuses to load rather than silently run on CPU."""
 
     def __init__(self, model_path: str | Path, provider: str = "cpu", threads: int = 2, gpu_index: int = 0,
-                 label: str | None = None) -> None:
+                 label: str | None = None, spinning: bool = False) -> None:
         super().__init__()
         if provider not in ("cpu", "cuda"):
             raise ValueError(f"provider must be 'cpu' or 'cuda', got {provider!r}")
@@ -47,6 +47,7 @@ class OrtBackend(Backend):
         self.gpu_index = gpu_index
         self.name = f"onnxruntime-{provider}"
         self.label = label
+        self.spinning = spinning  # only for measuring (scripts/bench_agent.py --only ort): the agent never spins
         self._session: Any = None
 
     def describe(self) -> str:
@@ -60,8 +61,9 @@ class OrtBackend(Backend):
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        spin = "1" if self.spinning else "0"
+        opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
         opts.log_severity_level = 3  # ORT's own warnings (fp16 cast insertion ...) stay out of the agent log
         if self.provider == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
