@@ -8,8 +8,12 @@ exporting hundreds of files a second. ``specific_tags`` is not used: measured on
 from __future__ import annotations
 
 import logging
+import math
 import os
+import stat
+import warnings
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
 import pydicom
@@ -17,7 +21,15 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
 
-from mediqa.agent.dicom.records import FrameGeometry, InstanceRecord
+from mediqa.agent.config import HeaderLimits
+from mediqa.agent.dicom.records import (
+    INTERRUPTS,
+    TUPLE_LIMIT,
+    FrameGeometry,
+    InstanceRecord,
+    clean_text,
+    printable_path,
+)
 from mediqa.agent.watch.walk import walk_files
 from mediqa.errors import DicomSkip
 
@@ -37,60 +49,177 @@ LOCALIZER_WORDS = {"LOCALIZER", "SCOUT", "SURVIEW", "REF_SURVIEW", "TOPOGRAM", "
 SIEMENS_MOSAIC_TILES = Tag(0x0019, 0x100A)
 
 
+def read_header(path: str | os.PathLike[str], *, skip_derived: bool = True, skip_localizers: bool = True,
+                limits: HeaderLimits | None = None) -> InstanceRecord:
+    """Parse one file's header. Raises ``DicomSkip`` and nothing else (but KeyboardInterrupt/SystemExit).
 
-def read_header(path: str | os.PathLike[str], *, skip_derived: bool = True, skip_localizers: bool = True
-                ) -> InstanceRecord:
-    """Parse one file's header. Raises ``DicomSkip`` (with ``retry`` for maybe-half-written files)."""
+    ``retry`` is set for maybe-half-written files. A complete file whose header pydicom cannot parse, or
+    whose values break while the record is built (an unknown VR, an undecodable value, a nested sequence
+    past the recursion limit, any exception at all), is ``malformed_header``; sizes beyond ``limits``
+    (``ingest.limits``; None: the defaults) or beyond what the pixel data holds are ``header_limits``,
+    checked before anything is allocated for them. Both name the series when the header did.
+    pydicom's warnings about non-conformant values are collected here and logged at DEBUG, so a daemon
+    (or a test run with warnings as errors) sees the same outcome for the same file.
+    """
     path = os.fspath(path)
+    limits = limits if limits is not None else HeaderLimits()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return _read_header(path, skip_derived, skip_localizers, limits)
+        finally:
+            if caught:
+                log.debug("pydicom warned %d time(s) while reading a header, first: %s", len(caught),
+                          clean_text(caught[0].message, 160))
+
+
+def _read_header(path: str, skip_derived: bool, skip_localizers: bool, limits: HeaderLimits) -> InstanceRecord:
     try:
         st = os.stat(path)
     except OSError as exc:
         raise _skip("unreadable", f"cannot stat: {exc.strerror}", retry=True) from None
+    if not stat.S_ISREG(st.st_mode):  # opening a FIFO blocks until a writer comes; a device is no image
+        raise _skip("not_regular_file", "not a regular file (a folder, pipe, socket or device)")
     if st.st_size == 0:
         raise _skip("empty_file", "zero bytes (still being written?)", retry=True)
     try:
         with open(path, "rb") as fh:  # read-only: the agent never writes into the export folder
             ds = pydicom.dcmread(fh, stop_before_pixels=True)
-            pixels_complete = _pixel_data_complete(fh, ds, st.st_size)
+            pixels = _pixel_data(fh, ds, st.st_size, limits.max_frames)
+    except DicomSkip:
+        raise
     except PermissionError:
         raise _skip("permission_denied", "the agent's user cannot read this file") from None
     except InvalidDicomError:
         raise _skip("not_dicom", "no DICM preamble") from None
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         # A truncated file parses as far as it goes and then fails: it may still be arriving.
-        raise _skip("unreadable", f"{type(exc).__name__}: {exc}"[:160], retry=True) from None
+        raise _skip("unreadable", _describe(exc, path), retry=True) from None
+    except INTERRUPTS:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - NotImplementedError, RecursionError, MemoryError...: a poison
+        raise _skip("malformed_header", _describe(exc, path)) from None
+    series_uid = _series_uid(ds)
+    try:
+        return _checked_record(path, st, ds, pixels, skip_derived, skip_localizers, limits)
+    except DicomSkip as skip:
+        if skip.reason in _FAULTS and skip.series_uid is None:
+            skip.series_uid = series_uid
+        raise
+    except INTERRUPTS:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - pydicom converts values lazily: any of them can break here
+        raise DicomSkip("malformed_header", _describe(exc, path), series_uid=series_uid) from None
+
+
+# Skips that mean "an image of this series that could not be read" (the others are policy: not an image).
+_FAULTS = frozenset({"malformed_header", "header_limits", "no_pixels"})
+# Video syntaxes: one fragment may hold many frames (elsewhere each frame has at least one fragment).
+_VIDEO_SYNTAX_PREFIX = "1.2.840.10008.1.2.4.10"
+
+
+def _checked_record(path: str, st: os.stat_result, ds: Dataset, pixels: _Pixels, skip_derived: bool,
+                    skip_localizers: bool, limits: HeaderLimits) -> InstanceRecord:
     # The file meta (first bytes of the file) names the SOP class even when the rest is still arriving.
     sop_class = str(_meta(ds, "MediaStorageSOPClassUID") or ds.get("SOPClassUID", ""))
     if sop_class == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
         raise _skip("dicomdir", "media directory, not an image")
     if sop_class not in IMAGE_SOP_CLASSES:
-        raise _skip("not_ct_mr_image", f"SOP class {sop_class or 'missing'}")
-    if not pixels_complete:
+        raise _skip("not_ct_mr_image", f"SOP class {clean_text(sop_class, 64) or 'missing'}")
+    if not pixels.complete:
         # pydicom parses a truncated header happily: without this check a half-written file would be indexed.
         raise _skip("incomplete", "pixel data missing or shorter than announced (still being written?)", retry=True)
     if "SeriesInstanceUID" not in ds or "SOPInstanceUID" not in ds:
         raise _skip("missing_uid", "no SeriesInstanceUID/SOPInstanceUID")
-    image_type = tuple(str(v).upper() for v in _list(ds.get("ImageType")))
+    image_type = tuple(str(v).upper() for v in _list(ds.get("ImageType"))[:TUPLE_LIMIT])
     if skip_localizers and LOCALIZER_WORDS & set(image_type):
         raise _skip("localizer", "ImageType marks a localizer/scout")
     if skip_derived and image_type and (image_type[0] == "DERIVED" or "SECONDARY" in image_type[1:2]):
         raise _skip("derived", "DERIVED/SECONDARY image (set ingest.skip_derived: false to score these)")
-    if not ds.get("Rows") or not ds.get("Columns"):
+    rows, columns = _int(ds.get("Rows")), _int(ds.get("Columns"))
+    if not rows or not columns:
         raise _skip("no_pixels", "no Rows/Columns")
-    return _record(path, st, ds, sop_class, image_type)
+    n_frames = _checked_size(ds, rows, columns, pixels, limits)
+    return _record(path, st, ds, sop_class, image_type, rows, columns, n_frames)
+
+
+def _checked_size(ds: Dataset, rows: int, columns: int, pixels: _Pixels, limits: HeaderLimits) -> int:
+    """The frame count, once the announced image size is sane and the pixel data can hold it."""
+    def over(name: str, value: int, limit: int, key: str) -> DicomSkip:
+        return _skip("header_limits", f"{name} {value} > {limit} (ingest.limits.{key})")
+
+    if rows < 0 or columns < 0:
+        raise _skip("header_limits", f"Rows {rows} x Columns {columns} is not an image size")
+    if rows > limits.max_rows:
+        raise over("Rows", rows, limits.max_rows, "max_rows")
+    if columns > limits.max_columns:
+        raise over("Columns", columns, limits.max_columns, "max_columns")
+    raw_frames = ds.get("NumberOfFrames")
+    frames = _int(raw_frames)
+    if raw_frames not in (None, "") and frames is None:
+        raise _skip("malformed_header", f"NumberOfFrames {clean_text(raw_frames, 40)!r} is not a number")
+    frames = 1 if frames in (None, 0) else frames  # 0: some writers mean "single frame" (pydicom reads it so)
+    if frames < 0:
+        raise _skip("header_limits", f"NumberOfFrames {frames} is not a frame count")
+    if frames > limits.max_frames:
+        raise over("NumberOfFrames", frames, limits.max_frames, "max_frames")
+    bits = _int(ds.get("BitsAllocated"))
+    if bits is None:
+        raise _skip("header_limits", "BitsAllocated missing")
+    if bits < 1 or (bits != 1 and bits % 8):
+        raise _skip("header_limits", f"BitsAllocated {bits} is not 1 or a multiple of 8")
+    if bits > limits.max_bits_allocated:
+        raise over("BitsAllocated", bits, limits.max_bits_allocated, "max_bits_allocated")
+    stored = _int(ds.get("BitsStored"))
+    if stored is not None and not 1 <= stored <= bits:
+        raise _skip("header_limits", f"BitsStored {stored} is not within 1..BitsAllocated {bits}")
+    samples = _int(ds.get("SamplesPerPixel"))
+    samples = 1 if samples is None else samples
+    if samples not in (1, 3):
+        raise _skip("header_limits", f"SamplesPerPixel {samples} is not 1 or 3")
+    frame_bits = rows * columns * samples * bits
+    announced = (frame_bits * frames + 7) // 8
+    if announced > limits.max_pixel_bytes:
+        raise _skip("header_limits", f"pixel data of {announced} bytes > {limits.max_pixel_bytes} "
+                    "(ingest.limits.max_pixel_bytes)")
+    if not pixels.present:
+        raise _skip("no_pixels", "no PixelData element")
+    if pixels.length is not None:  # native: the element's length says what the file holds
+        capacity = pixels.length * 8 // frame_bits
+        if frames > 1 and capacity < frames:
+            raise _skip("header_limits", f"NumberOfFrames {frames} but the pixel data holds {capacity} frame(s)")
+        if pixels.length < announced:
+            raise _skip("header_limits", f"pixel data holds {pixels.length} bytes, the header announces "
+                        f"{announced} (Rows x Columns x SamplesPerPixel x BitsAllocated/8 x NumberOfFrames)")
+    elif pixels.fragments is not None and not _meta(ds, "TransferSyntaxUID").startswith(_VIDEO_SYNTAX_PREFIX):
+        if pixels.fragments < frames:  # each frame has at least one fragment of its own (PS3.5 A.4)
+            raise _skip("header_limits", f"NumberOfFrames {frames} but the compressed pixel data has "
+                        f"{pixels.fragments} fragment(s)")
+    return frames
 
 
 _SEQ_DELIMITER_LE = bytes.fromhex("feffdde000000000")
-_SEQ_DELIMITER_BE = bytes.fromhex("fffee0dd00000000")
+_ITEM_TAG_LE = bytes.fromhex("feff00e0")
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
 
 
-def _pixel_data_complete(fh: BinaryIO, ds: Dataset, size: int) -> bool:
-    """True when the PixelData element that follows the header is entirely in the file.
+@dataclass(frozen=True)
+class _Pixels:
+    """What follows the header: is the PixelData element there, complete, and how much does it hold."""
+
+    complete: bool
+    present: bool = False
+    length: int | None = None  # native pixel data: bytes in the element
+    fragments: int | None = None  # encapsulated: fragments seen (counted up to the frame limit + 1)
+
+
+def _pixel_data(fh: BinaryIO, ds: Dataset, size: int, max_frames: int) -> _Pixels:
+    """Whether the PixelData element that follows the header is entirely in the file, and its size.
 
     ``stop_before_pixels`` leaves the file positioned at the PixelData tag. Native pixel data has a
-    length to check against the file size; encapsulated (compressed) data must end with the
-    sequence delimitation item.
+    length to check against the file size; encapsulated (compressed) data is a run of items that must
+    end with the sequence delimitation item. Items are counted (8 bytes read per item, at most
+    ``max_frames`` + 2 of them); past that the delimiter is looked for near the end of the file.
     """
     syntax = _meta(ds, "TransferSyntaxUID")
     big = syntax == "1.2.840.10008.1.2.2"
@@ -98,33 +227,49 @@ def _pixel_data_complete(fh: BinaryIO, ds: Dataset, size: int) -> bool:
     pos = fh.tell()
     head = fh.read(12)
     if len(head) < 8:
-        return False
+        return _Pixels(complete=False)
     order: Literal["big", "little"] = "big" if big else "little"
     group, elem = int.from_bytes(head[0:2], order), int.from_bytes(head[2:4], order)
     if (group, elem) != (0x7FE0, 0x0010):
-        return (group, elem) > (0x7FE0, 0x0010)  # some other trailing element: pixels were not expected here
+        # some other trailing element: pixels were not expected here (a smaller tag: the file goes on)
+        return _Pixels(complete=(group, elem) > (0x7FE0, 0x0010))
     if implicit:
         length, start = int.from_bytes(head[4:8], order), pos + 8
     elif head[4:6] in _LONG_VRS:
         if len(head) < 12:
-            return False
+            return _Pixels(complete=False, present=True)
         length, start = int.from_bytes(head[8:12], order), pos + 12
     else:
         length, start = int.from_bytes(head[6:8], order), pos + 8
-    if length == 0xFFFFFFFF:
-        fh.seek(max(start, size - 1024))
-        tail = fh.read()
-        return (_SEQ_DELIMITER_BE if big else _SEQ_DELIMITER_LE) in tail
-    return start + length <= size
+    if length != 0xFFFFFFFF:
+        return _Pixels(complete=start + length <= size, present=True, length=length)
+    at, items = start, 0
+    while items <= max_frames + 1:
+        fh.seek(at)
+        item = fh.read(8)
+        if len(item) < 8:
+            return _Pixels(complete=False, present=True)
+        if item == _SEQ_DELIMITER_LE:
+            return _Pixels(complete=True, present=True, fragments=max(items - 1, 1) if items else 0)
+        if item[:4] != _ITEM_TAG_LE:
+            raise _skip("malformed_header", "compressed pixel data is not a sequence of fragments")
+        at += 8 + int.from_bytes(item[4:8], "little")
+        if at > size:
+            return _Pixels(complete=False, present=True)
+        items += 1
+    fh.seek(max(start, size - 1024))
+    return _Pixels(complete=_SEQ_DELIMITER_LE in fh.read(), present=True, fragments=items - 1)
 
 
-def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_type: tuple[str, ...]
-            ) -> InstanceRecord:
-    frames = _frames(ds)
-    spacing = _floats(ds.get("PixelSpacing")) or _shared_spacing(ds)
+def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_type: tuple[str, ...], rows: int,
+            columns: int, n_frames: int) -> InstanceRecord:
+    frames = _frames(ds, n_frames)
+    spacing = _physical_floats(ds.get("PixelSpacing"), "PixelSpacing") or _shared_spacing(ds)
     mosaic = None
     if "MOSAIC" in image_type and SIEMENS_MOSAIC_TILES in ds:
         mosaic = _mosaic_tiles(ds[SIEMENS_MOSAIC_TILES].value)
+        if mosaic is not None and math.ceil(math.sqrt(mosaic)) > min(rows, columns):
+            raise _skip("header_limits", f"{mosaic} MOSAIC tiles do not fit a {rows} x {columns} image")
     # Enhanced MR keeps acquisition attributes in the functional groups, not at the top level.
     shared = _first(ds.get("SharedFunctionalGroupsSequence"))
     first_frame = _first(ds.get("PerFrameFunctionalGroupsSequence"))
@@ -138,6 +283,7 @@ def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_ty
     wc, ww = _floats(ds.get("WindowCenter")), _floats(ds.get("WindowWidth"))
     if wc and ww:
         window = (wc[0], ww[0])
+    # Every string below is cleaned by InstanceRecord itself (controls -> spaces, bounded length).
     return InstanceRecord(
         path=path,
         size=st.st_size,
@@ -158,9 +304,9 @@ def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_ty
         study_description=str(ds.get("StudyDescription", "") or ""),
         instance_number=_int(ds.get("InstanceNumber")),
         acquisition_number=_int(ds.get("AcquisitionNumber")),
-        rows=int(ds.Rows),
-        columns=int(ds.Columns),
-        number_of_frames=_int(ds.get("NumberOfFrames")) or 1,
+        rows=rows,
+        columns=columns,
+        number_of_frames=n_frames,
         pixel_spacing=(spacing[0], spacing[1]) if spacing and len(spacing) >= 2 else None,
         slice_thickness=_float(ds.get("SliceThickness")),
         frames=frames,
@@ -168,14 +314,14 @@ def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_ty
         number_of_temporal_positions=_int(ds.get("NumberOfTemporalPositions")),
         mosaic_tiles=mosaic,
         mr_acquisition_type=str(ds.get("MRAcquisitionType", "") or ""),
-        scanning_sequence=tuple(str(v) for v in _list(ds.get("ScanningSequence"))),
-        sequence_variant=tuple(str(v) for v in _list(ds.get("SequenceVariant"))),
+        scanning_sequence=_texts(ds.get("ScanningSequence")),
+        sequence_variant=_texts(ds.get("SequenceVariant")),
         sequence_name=str(ds.get("SequenceName", "") or ds.get("PulseSequenceName", "") or ""),
         echo_time=_float(te),
         repetition_time=_float(tr),
         inversion_time=_float(ti),
         diffusion_b_value=_float(ds.get("DiffusionBValue")),
-        convolution_kernel=tuple(str(v) for v in _list(ds.get("ConvolutionKernel"))),
+        convolution_kernel=_texts(ds.get("ConvolutionKernel")),
         contrast_agent=str(ds.get("ContrastBolusAgent", "") or ""),
         phase_encode_direction={"COLUMN": "COL"}.get(str(phase or "").upper(), str(phase or "").upper()),
         field_strength=_float(ds.get("MagneticFieldStrength")),
@@ -185,52 +331,58 @@ def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_ty
     )
 
 
-def _frames(ds: Dataset) -> tuple[FrameGeometry, ...]:
-    """One geometry per frame: classic images have one; enhanced objects carry per-frame groups."""
-    n = _int(ds.get("NumberOfFrames")) or 1
+def _frames(ds: Dataset, n: int) -> tuple[FrameGeometry, ...]:
+    """One geometry per frame: classic images have one; enhanced objects carry per-frame groups.
+
+    ``n`` is the checked frame count (within ``ingest.limits.max_frames`` and what the pixel data holds):
+    nothing here is sized by the header's own NumberOfFrames.
+    """
     shared = _first(ds.get("SharedFunctionalGroupsSequence"))
-    per_frame = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
+    per_frame_seq = ds.get("PerFrameFunctionalGroupsSequence")
+    per_frame = list(per_frame_seq[:n]) if per_frame_seq else []
     if not per_frame:
         geom = FrameGeometry(
             position=_vec3(ds.get("ImagePositionPatient"))
             or _vec3(_item_attr(shared, "PlanePositionSequence", "ImagePositionPatient")),
             orientation=_vec6(ds.get("ImageOrientationPatient"))
             or _vec6(_item_attr(shared, "PlaneOrientationSequence", "ImageOrientationPatient")),
-            rescale_slope=_float(ds.get("RescaleSlope")) or _float(
-                _item_attr(shared, "PixelValueTransformationSequence", "RescaleSlope")) or 1.0,
-            rescale_intercept=_float(ds.get("RescaleIntercept")) or _float(
-                _item_attr(shared, "PixelValueTransformationSequence", "RescaleIntercept")) or 0.0,
+            rescale_slope=_rescale(ds.get("RescaleSlope"), "RescaleSlope", _item_attr(
+                shared, "PixelValueTransformationSequence", "RescaleSlope"), 1.0),
+            rescale_intercept=_rescale(ds.get("RescaleIntercept"), "RescaleIntercept", _item_attr(
+                shared, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0),
             temporal_index=max(0, (_int(ds.get("TemporalPositionIdentifier")) or 1) - 1),
         )
         return (geom,) * n if n > 1 else (geom,)
     out = []
-    for item in per_frame[:n]:
+    for item in per_frame:
         def attr(seq: str, name: str, item: Any = item) -> Any:
             value = _item_attr(item, seq, name)
             return value if value is not None else _item_attr(shared, seq, name)
 
         temporal = _int(attr("FrameContentSequence", "TemporalPositionIndex"))
-        stack_pos = _int(attr("FrameContentSequence", "InStackPositionNumber"))
-        del stack_pos  # ordering uses geometry, not the stack number
         out.append(FrameGeometry(
             position=_vec3(attr("PlanePositionSequence", "ImagePositionPatient")),
             orientation=_vec6(attr("PlaneOrientationSequence", "ImageOrientationPatient")),
-            rescale_slope=_float(attr("PixelValueTransformationSequence", "RescaleSlope")) or 1.0,
-            rescale_intercept=_float(attr("PixelValueTransformationSequence", "RescaleIntercept")) or 0.0,
+            rescale_slope=_rescale(attr("PixelValueTransformationSequence", "RescaleSlope"), "RescaleSlope",
+                                   None, 1.0),
+            rescale_intercept=_rescale(attr("PixelValueTransformationSequence", "RescaleIntercept"),
+                                       "RescaleIntercept", None, 0.0),
             temporal_index=max(0, (temporal or 1) - 1),
         ))
     return tuple(out)
 
 
 def scan_tree(root: str | os.PathLike[str], *, skip_derived: bool = True, skip_localizers: bool = True,
-              skipped: dict[str, str] | None = None) -> dict[str, list[InstanceRecord]]:
+              skipped: dict[str, str] | None = None, limits: HeaderLimits | None = None, max_depth: int = 32,
+              follow_links: str = "inside") -> dict[str, list[InstanceRecord]]:
     """Index every file under ``root`` and group by SeriesInstanceUID. Skips are logged, never raised."""
     series: dict[str, list[InstanceRecord]] = defaultdict(list)
-    for path in walk_files(root):  # the agent's own walk: same files, same order, same names skipped
+    # the agent's own walk: same files, same order, same names skipped
+    for path in walk_files(root, max_depth=max_depth, follow_links=follow_links):
         try:
-            rec = read_header(path, skip_derived=skip_derived, skip_localizers=skip_localizers)
+            rec = read_header(path, skip_derived=skip_derived, skip_localizers=skip_localizers, limits=limits)
         except DicomSkip as skip:
-            log.debug("skip %s: %s", os.path.basename(path), skip)
+            log.debug("skip %s: %s", printable_path(os.path.basename(path)), skip)
             if skipped is not None:
                 skipped[path] = skip.reason
             continue
@@ -240,6 +392,28 @@ def scan_tree(root: str | os.PathLike[str], *, skip_derived: bool = True, skip_l
 
 def _skip(reason: str, detail: str, retry: bool = False) -> DicomSkip:
     return DicomSkip(reason, detail, retry=retry)
+
+
+def _describe(exc: BaseException, path: str) -> str:
+    """A short detail for a skip: the exception's type and first words, never the file's path or name."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    else:
+        text = str(exc)
+        for name in (path, os.path.basename(path)):
+            if name:
+                text = text.replace(name, "<file>")
+    text = " ".join(clean_text(text, 400).split())
+    return clean_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, 160)
+
+
+def _series_uid(ds: Dataset) -> str | None:
+    """The header's SeriesInstanceUID when it can be read at all (cleaned like the record's), else None."""
+    try:
+        value = ds.get("SeriesInstanceUID")
+        return clean_text(value) or None if value is not None else None
+    except Exception:  # noqa: BLE001 - a broken UID is one more thing this header got wrong
+        return None
 
 
 def _meta(ds: Dataset, name: str) -> str:
@@ -255,25 +429,61 @@ def _list(value: Any) -> list[Any]:
     return [value]
 
 
+def _texts(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in _list(value)[:TUPLE_LIMIT])
+
+
 def _float(value: Any) -> float | None:
+    """The first value as a finite float; None when absent, not a number, infinite or NaN."""
     try:
         items = _list(value)
-        return float(items[0]) if items else None
-    except (TypeError, ValueError):
+        f = float(items[0]) if items else None
+    except (TypeError, ValueError, OverflowError):
         return None
+    return f if f is not None and math.isfinite(f) else None
 
 
 def _floats(value: Any) -> list[float] | None:
     try:
         items = [float(v) for v in _list(value)]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return items or None
+    return items if items and all(math.isfinite(v) for v in items) else None
+
+
+def _rescale(value: Any, name: str, fallback: Any, default: float) -> float:
+    """RescaleSlope/Intercept: absent -> ``fallback`` (the shared group's), then ``default``.
+
+    Present but not a finite number is a malformed header, not "1.0": guessing the slope of a CT would
+    score wrong Hounsfield units as if they were right. (Finite but absurd values are kept: ``plan_series``
+    refuses them with the value in its message.)
+    """
+    for candidate in (value, fallback):
+        if candidate is None or candidate == "":
+            continue
+        f = _float(candidate)
+        if f is None:
+            raise _skip("malformed_header", f"{name} {clean_text(candidate, 40)!r} is not a number")
+        return f
+    return default
+
+
+def _physical_floats(value: Any, name: str) -> list[float] | None:
+    """Like ``_floats``, but a value that is present and not all finite numbers is a malformed header."""
+    if value is None or value == "":
+        return None
+    items = _floats(value)
+    if items is None:
+        raise _skip("malformed_header", f"{name} {clean_text(value, 40)!r} is not a number")
+    return items
+
+
+_INT_RANGE = 2**31  # IS is a 32-bit signed integer; beyond that a value is noise, not a count or an index
 
 
 def _int(value: Any) -> int | None:
     f = _float(value)
-    return int(f) if f is not None else None
+    return int(f) if f is not None and -_INT_RANGE <= f < _INT_RANGE else None
 
 
 def _vec3(value: Any) -> tuple[float, float, float] | None:
@@ -299,11 +509,11 @@ def _item_attr(item: Dataset | None, seq_name: str, attr: str) -> Any:
 
 def _shared_spacing(ds: Dataset) -> list[float] | None:
     shared = _first(ds.get("SharedFunctionalGroupsSequence"))
-    spacing = _floats(_item_attr(shared, "PixelMeasuresSequence", "PixelSpacing"))
+    spacing = _physical_floats(_item_attr(shared, "PixelMeasuresSequence", "PixelSpacing"), "PixelSpacing")
     if spacing:
         return spacing
     per = _first(ds.get("PerFrameFunctionalGroupsSequence"))
-    return _floats(_item_attr(per, "PixelMeasuresSequence", "PixelSpacing"))
+    return _physical_floats(_item_attr(per, "PixelMeasuresSequence", "PixelSpacing"), "PixelSpacing")
 
 
 def _mosaic_tiles(value: Any) -> int | None:

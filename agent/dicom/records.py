@@ -4,15 +4,53 @@ Records are persisted as JSON (``record_to_json``/``record_from_json``), never p
 database must not be a place from which loading data can run code. Every field is a plain value, a
 tuple of them, or (``frames``) a tuple of ``FrameGeometry``; JSON turns tuples into lists, so decoding
 turns them back, and a decoded record compares equal to the original.
+
+Header text is untrusted: a SeriesDescription can hold ESC sequences, CR/LF or bidi overrides that
+would forge lines on the console or in a log. Every text field but ``path`` is passed through
+``clean_text`` whenever a record is made (by the reader, from JSON, by ``dataclasses.replace``), so
+nothing downstream has to remember to. ``path`` is left exactly as the OS gave it (it may hold
+surrogate escapes: ``os.fsdecode`` of a name that is not UTF-8).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+
+# What a reader lets through when it turns "anything this file did to us" into a skip or a SeriesError.
+# Everything else is caught as BaseException on purpose: native decoders built with pyo3 (pylibjpeg-rle)
+# panic with pyo3_runtime.PanicException, which derives from BaseException, not Exception.
+INTERRUPTS: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit, GeneratorExit)
+TEXT_LIMIT = 200  # characters kept of one header string (LO is 64, LT 10240: descriptions never need more)
+TUPLE_LIMIT = 32  # values kept of a multi-valued string (ImageType, ConvolutionKernel...)
+# C0 and C1 controls, DEL, Unicode line/paragraph separators and the bidi embedding/override/isolate marks
+# (they reorder what a terminal shows), and lone surrogates (not text at all: they cannot be printed).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _replacement(match: re.Match[str]) -> str:
+    return "\ufffd" if "\ud800" <= match.group() <= "\udfff" else " "
+
+
+def clean_text(value: object, limit: int = TEXT_LIMIT) -> str:
+    """``value`` as one printable line: controls become spaces, lone surrogates U+FFFD, at most ``limit`` chars.
+
+    Idempotent, so cleaning a cleaned record changes nothing (JSON round trips compare equal).
+    """
+    text = value if isinstance(value, str) else str(value)
+    if not (text.isascii() and text.isprintable()):
+        text = _UNSAFE.sub(_replacement, text)
+    return text.strip()[:limit].strip()
+
+
+def printable_path(path: str) -> str:
+    """A path for a log line: undecodable bytes shown as U+FFFD, controls as spaces (never for opening files)."""
+    return clean_text(path, limit=4096)
 
 
 @dataclass(frozen=True)
@@ -76,6 +114,18 @@ class InstanceRecord:
     exposure_mas: float | None = None
     window: tuple[float, float] | None = None
 
+    def __post_init__(self) -> None:
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            clean = clean_text(value)
+            if clean != value:
+                object.__setattr__(self, name, clean)
+        for name in _TEXT_TUPLE_FIELDS:
+            values = getattr(self, name)
+            clean_values = tuple(clean_text(v) for v in values[:TUPLE_LIMIT])
+            if clean_values != values:
+                object.__setattr__(self, name, clean_values)
+
     @property
     def series_key(self) -> str:
         return series_key(self.series_uid)
@@ -85,9 +135,15 @@ class InstanceRecord:
         return self.number_of_frames > 1
 
 
+_HINTS = typing.get_type_hints(InstanceRecord)
+_TEXT_FIELDS = tuple(f.name for f in fields(InstanceRecord) if _HINTS[f.name] is str and f.name != "path")
+_TEXT_TUPLE_FIELDS = tuple(f.name for f in fields(InstanceRecord) if _HINTS[f.name] == tuple[str, ...])
+
+
 def series_key(series_uid: str) -> str:
     """Pseudonymous, stable key for a series: safe for logs, useless to re-identify a patient."""
-    return "s-" + hashlib.sha256(series_uid.encode()).hexdigest()[:12]
+    # surrogatepass: a UID string that is not valid Unicode still gets a key (valid strings: same bytes as UTF-8)
+    return "s-" + hashlib.sha256(series_uid.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
 def record_to_dict(record: InstanceRecord) -> dict[str, Any]:

@@ -59,3 +59,90 @@ def test_scan_tree_uses_the_same_walk(tmp_path):
     (records,) = scan_tree(tmp_path, skipped=skipped).values()
     assert [os.path.basename(r.path) for r in records] == ["0000.dcm", "0001.dcm", "0002.dcm"]
     assert skipped == {}
+
+
+# --- links, loops and depth (issue: never down, never silent, never wrong-and-live) -----------------------
+def _rel(paths, root):
+    return [os.path.relpath(p, root) for p in paths]
+
+
+def test_links_are_followed_only_inside_the_export_root(tmp_path):
+    outside = tmp_path / "outside"
+    _touch(outside / "secret.dcm")
+    root = tmp_path / "export"
+    _touch(root / "real" / "a.dcm")
+    os.symlink(outside / "secret.dcm", root / "file_out.dcm")  # a file link leaving the root
+    os.symlink(outside, root / "dir_out")  # a folder link leaving the root
+    os.symlink(root / "real" / "a.dcm", root / "file_in.dcm")  # links that stay inside
+    os.symlink(root / "real", root / "dir_in")
+    problems: list[tuple[str, str]] = []
+    got = _rel(walk_files(root, on_problem=lambda kind, rel: problems.append((kind, rel))), root)
+    assert "file_out.dcm" not in got and not any(p.startswith("dir_out") for p in got)
+    assert "file_in.dcm" in got
+    # the linked folder is listed once, by whichever name the walk reaches first (sorted: dir_in)
+    assert ("dir_in/a.dcm" in got) != ("real/a.dcm" in got)
+    assert ("link_outside", "file_out.dcm") in problems and ("link_outside", "dir_out") in problems
+    never: list[tuple[str, str]] = []
+    got = _rel(walk_files(root, follow_links="never", on_problem=lambda k, r: never.append((k, r))), root)
+    assert got == ["real/a.dcm"]
+    assert {k for k, _ in never} == {"link_skipped"} and len(never) == 4
+
+
+def test_a_link_to_a_parent_does_not_loop(tmp_path):
+    root = tmp_path / "export"
+    _touch(root / "a" / "1.dcm")
+    os.symlink("..", root / "a" / "up")  # a -> .. -> a -> ...
+    os.symlink(".", root / "self")
+    problems: list[tuple[str, str]] = []
+    got = _rel(walk_files(root, on_problem=lambda k, r: problems.append((k, r))), root)
+    assert got == ["a/1.dcm"]
+    assert sorted(problems) == [("link_loop", "a/up"), ("link_loop", "self")]
+    os.symlink("../..", root / "a" / "out")  # the export root's parent: outside
+    problems.clear()
+    assert _rel(walk_files(root, on_problem=lambda k, r: problems.append((k, r))), root) == ["a/1.dcm"]
+    assert ("link_outside", "a/out") in problems
+
+
+def test_folders_deeper_than_max_depth_are_cut_and_reported_once(tmp_path, caplog):
+    root = tmp_path / "export"
+    _touch(root / "top.dcm")
+    _touch(root / "P^JANE" / "s1" / "s2" / "deep.dcm")
+    _touch(root / "P^JANE" / "s1" / "s2b" / "deep.dcm")
+    _touch(root / "P^JANE" / "mid.dcm")
+    problems: list[tuple[str, str]] = []
+    caplog.set_level(logging.DEBUG)
+    got = _rel(walk_files(root, max_depth=2, on_problem=lambda k, r: problems.append((k, r))), root)
+    assert got == ["top.dcm", "P^JANE/mid.dcm"]
+    assert sorted(problems) == [("too_deep", "P^JANE/s1/s2"), ("too_deep", "P^JANE/s1/s2b")]
+    assert "max_depth" in caplog.text and "JANE" not in caplog.text
+    assert len(_rel(walk_files(root, max_depth=3), root)) == 4
+
+
+def test_a_rescan_of_a_subfolder_keeps_the_export_roots_rules(tmp_path):
+    root = tmp_path / "export"
+    _touch(root / "new" / "a" / "b" / "x.dcm")
+    _touch(tmp_path / "elsewhere" / "y.dcm")
+    os.symlink(tmp_path / "elsewhere", root / "new" / "link")
+    got = _rel(walk_files(root / "new", max_depth=2, within=root), root)
+    assert got == []  # new/a is depth 2, new/a/b depth 3 > 2; the link leaves the export root
+    got = _rel(walk_files(root / "new", max_depth=3, within=root), root)
+    assert got == ["new/a/b/x.dcm"]
+    os.symlink(tmp_path / "elsewhere", root / "linked")  # a new folder that is itself a link out of the root
+    problems: list[tuple[str, str]] = []
+    assert list(walk_files(root / "linked", within=root, on_problem=lambda k, r: problems.append((k, r)))) == []
+    assert problems == [("link_outside", "linked")]
+
+
+def test_only_regular_files_are_yielded(tmp_path):
+    root = tmp_path / "export"
+    _touch(root / "a.dcm")
+    os.mkfifo(root / "pipe.dcm")  # reading a FIFO blocks: the one-shot scan would hang on it
+    os.symlink(root / "missing", root / "dangling.dcm")
+    assert _rel(walk_files(root), root) == ["a.dcm"]
+
+
+def test_follow_links_is_checked(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="follow_links"):
+        list(walk_files(tmp_path, follow_links="always"))
