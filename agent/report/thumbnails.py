@@ -90,7 +90,11 @@ def contact_sheet(layout: SeriesLayout, result: ResultLike, out_path: str | os.P
     scores = list(result.slice_scores) if result.slice_scores else [math.nan] * len(sel.indices)
     if len(scores) != len(sel.indices):
         raise ValueError(f"{len(scores)} slice scores for {len(sel.indices)} selected slices")
-    pixels = _display(layout.read_slices(sel.indices), layout) if sel.indices else np.zeros((0, 1, 1), np.uint8)
+    # A slice that cannot be read any more (deleted, rewritten) becomes a blank tile, not a lost sheet.
+    read = layout.read_partial(sel.indices)
+    shown = _display(read.pixels, layout) if len(read.indices) else np.zeros((0, 1, 1), np.uint8)
+    where = {index: k for k, index in enumerate(read.indices)}
+    pixels = [shown[where[i]] if i in where else np.zeros((TILE, TILE), np.uint8) for i in sel.indices]
     worst = int(np.nanargmin(scores)) if scores and not all(math.isnan(s) for s in scores) else -1
     cols = max(1, min(COLUMNS, len(sel.indices)))
     rows = max(1, math.ceil(len(sel.indices) / cols))
