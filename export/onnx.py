@@ -11,7 +11,6 @@ torch 2.13's ``torch.onnx.export`` defaults to the dynamo exporter, which needs 
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import tempfile
@@ -57,13 +56,14 @@ def export_onnx(model: torch.nn.Module, card: ModelCard, out: Path, opset: int =
     image = torch.rand(3, pre.channels, pre.crop_size, pre.crop_size, generator=gen) * 2 - 1
     prompt = torch.stack([torch.randint(0, len(card.vocabulary[k]), (3,), generator=gen)
                           for k in PROMPT_FIELDS], dim=1)
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
+    # torch.onnx.export takes a path (``f: str | PathLike``): the graph goes through a private folder.
+    with tempfile.TemporaryDirectory(prefix="mediqa-export-") as folder, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript tracer warnings about constant shapes are expected
-        torch.onnx.export(model, (image, prompt), buf, input_names=list(INPUTS), output_names=list(OUTPUTS),
+        traced = Path(folder) / "traced.onnx"
+        torch.onnx.export(model, (image, prompt), traced, input_names=list(INPUTS), output_names=list(OUTPUTS),
                           dynamic_axes={name: {0: "N"} for name in INPUTS + OUTPUTS}, opset_version=opset,
                           do_constant_folding=True, dynamo=False)
-    proto = onnx.load_from_string(buf.getvalue())
+        proto = onnx.load(str(traced))
     expected_ln = sum(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
     ln = check_graph(proto, opset, expected_ln)
     embed_card(proto, card)

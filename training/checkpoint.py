@@ -38,7 +38,7 @@ class TrainState:
 
 def save_checkpoint(path: Path, model: MedIQAManiqa, card: ModelCard, config: dict[str, Any],
                     state: TrainState, optimizer: torch.optim.Optimizer | None = None,
-                    scheduler: Any | None = None) -> None:
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
     payload = {
         "format": FORMAT,
         "model": model.state_dict(),

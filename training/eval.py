@@ -1,12 +1,13 @@
 """``mediqa eval``: agreement with the labels on a held-out split, and the retake decision.
 
-Every row of the comparison table scores the same samples: the classical noise scorer of the agent
-core, any ``--compare`` models (MANIQA without prompts, the released MedIQA recipe...) and the model
-under test. Metrics per sample (slice) overall, per modality and per degradation; the retake decision
-per series (samples sharing a series key, a degradation and its level): ROC-AUC against "label below
-retake_below", and the false-alert rate on undegraded series. Slice scores are the agent's (mean
-over a slice's crops, ``predict``); the series score is a plain mean of its slice scores, where the
-agent uses an importance-weighted mean: the data set stores no saliency weights (SERIES_AGGREGATION).
+Every row of the comparison table scores the same samples: a baseline scorer of single slices (``mediqa
+eval`` passes the agent core's classical noise scorer, ``Baseline``), any ``--compare`` models (MANIQA
+without prompts, the released MedIQA recipe...) and the model under test. Metrics per sample (slice)
+overall, per modality and per degradation; the retake decision per series (samples sharing a series
+key, a degradation and its level): ROC-AUC against "label below retake_below", and the false-alert
+rate on undegraded series. Slice scores are the agent's (mean over a slice's crops, ``predict``); the
+series score is a plain mean of its slice scores, where the agent uses an importance-weighted mean: the
+data set stores no saliency weights (SERIES_AGGREGATION).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,41 +45,43 @@ class Scored:
     card: ModelCard | None
 
 
-def load_runner(path: Path) -> tuple[Runner, ModelCard]:
+SliceScorer = Callable[[np.ndarray, str], float]  # (stored slice in physical units, modality) -> score or NaN
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A scorer of single stored slices for the table's first row (no model card, no physics heads)."""
+
+    label: str
+    score_slice: SliceScorer
+
+
+@contextmanager
+def opened_runner(path: Path) -> Iterator[tuple[Runner, ModelCard]]:
+    """A checkpoint (torch, 2 threads) or an ONNX file (the engines' ORT CPU backend), closed afterwards."""
     if path.suffix == ".onnx":
-        return onnx_runner(path)
+        with onnx_runner(path) as opened:
+            yield opened
+        return
     from mediqa.training.checkpoint import load_model
 
     model, card, _ = load_model(path)
-    return torch_runner(model, threads=2), card
+    yield torch_runner(model, threads=2), card
 
 
 def score_model(label: str, path: Path, ds: BuiltDataSet, idx: list[int]) -> Scored:
-    run, card = load_runner(path)
-    mode = str(card.training.get("input", "crops"))
-    q, p = predict_samples(run, ds, idx, card, mode, progress=True)
+    with opened_runner(path) as (run, card):
+        mode = str(card.training.get("input", "crops"))
+        q, p = predict_samples(run, ds, idx, card, mode, progress=True)
     return Scored(label, q, p, card)
 
 
-def score_classical(ds: BuiltDataSet, idx: list[int]) -> Scored | None:
-    """The agent core's noise scorer on each stored slice (NaN where it cannot measure)."""
-    try:
-        from mediqa.agent.scoring import classical
-    except ModuleNotFoundError as exc:
-        if exc.name != "mediqa.agent.scoring.classical":
-            raise
-        logger.warning("classical scorer not available: its row is left out")
-        return None
+def score_baseline(baseline: Baseline, ds: BuiltDataSet, idx: list[int]) -> Scored:
+    """``baseline`` on each stored slice (NaN where it cannot measure)."""
     out = np.full(len(idx), np.nan)
     for k, i in enumerate(idx):
-        img = np.asarray(ds.images[i], dtype=np.float64)
-        if ds.samples[i]["modality"] == "CT":
-            noise = classical.slice_noise_hu(img)
-            out[k] = classical.ct_noise_to_score(noise) if noise is not None else np.nan
-        else:
-            snr, _ = classical.mr_snr(img[None])
-            out[k] = classical.mr_snr_to_score(snr) if math.isfinite(snr) else np.nan
-    return Scored("classical (noise: CT GNL, MR SNR)", out, None, None)
+        out[k] = baseline.score_slice(np.asarray(ds.images[i], dtype=np.float64), str(ds.samples[i]["modality"]))
+    return Scored(baseline.label, out, None, None)
 
 
 def _groups(ds: BuiltDataSet, idx: list[int], key: str) -> dict[str, list[int]]:
@@ -102,8 +106,14 @@ def undegraded(sample: Mapping[str, Any], heads: Sequence[Mapping[str, Any]]) ->
     neutral = {h["name"]: h.get("neutral") for h in heads}
     if not labels or any(name not in neutral for name in labels):
         return False
-    return all(value is None or (neutral[name] is not None and math.isclose(float(value), float(neutral[name])))
-               for name, value in labels.items())
+    return all(_at_neutral(value, neutral[name]) for name, value in labels.items())
+
+
+def _at_neutral(value: float | None, neutral: float | None) -> bool:
+    """An unset label, or one equal to its head's neutral value (a head without one is never neutral)."""
+    if value is None:
+        return True
+    return neutral is not None and math.isclose(float(value), float(neutral))
 
 
 def series_key(sample: Mapping[str, Any]) -> str:
@@ -159,16 +169,13 @@ MAIN_LABEL = "ours (MANIQA + prompts, crops)"
 
 
 def evaluate(model: Path, data: Path, out: Path, split: str = "test", compare: list[tuple[str, Path]] | None = None,
-             limit: int | None = None, label: str = MAIN_LABEL) -> dict[str, Any]:
+             limit: int | None = None, label: str = MAIN_LABEL, baseline: Baseline | None = None) -> dict[str, Any]:
     ds = open_dataset(data)
     idx = ds.split(split)[:limit]
     if not idx:
         raise ValueError(f"split '{split}' of {ds.root} is empty")
     logger.info("evaluating on %d '%s' samples of %s", len(idx), split, ds.root.name)
-    rows: list[Scored] = []
-    classical = score_classical(ds, idx)
-    if classical is not None:
-        rows.append(classical)
+    rows: list[Scored] = [score_baseline(baseline, ds, idx)] if baseline is not None else []
     rows += [score_model(label, path, ds, idx) for label, path in compare or []]
     main = score_model(label, model, ds, idx)
     rows.append(main)

@@ -17,21 +17,23 @@ from scipy import optimize, stats
 
 logger = logging.getLogger(__name__)
 
+Values = Sequence[float] | np.ndarray  # one value per sample
 
-def _valid(pred: Sequence[float], truth: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+
+def _valid(pred: Values, truth: Values) -> tuple[np.ndarray, np.ndarray]:
     p, t = np.asarray(pred, dtype=np.float64), np.asarray(truth, dtype=np.float64)
     keep = np.isfinite(p) & np.isfinite(t)
     return p[keep], t[keep]
 
 
-def srcc(pred: Sequence[float], truth: Sequence[float]) -> float:
+def srcc(pred: Values, truth: Values) -> float:
     p, t = _valid(pred, truth)
     if len(p) < 3 or np.ptp(p) == 0 or np.ptp(t) == 0:
         return math.nan
     return float(stats.spearmanr(p, t).statistic)
 
 
-def krocc(pred: Sequence[float], truth: Sequence[float]) -> float:
+def krocc(pred: Values, truth: Values) -> float:
     p, t = _valid(pred, truth)
     if len(p) < 3 or np.ptp(p) == 0 or np.ptp(t) == 0:
         return math.nan
@@ -56,7 +58,7 @@ def fit_logistic(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
         return slope * pred + intercept
 
 
-def plcc(pred: Sequence[float], truth: Sequence[float]) -> float:
+def plcc(pred: Values, truth: Values) -> float:
     p, t = _valid(pred, truth)
     if len(p) < 5 or np.ptp(p) == 0 or np.ptp(t) == 0:
         return math.nan
@@ -68,7 +70,7 @@ def plcc(pred: Sequence[float], truth: Sequence[float]) -> float:
     return direction * abs(float(stats.pearsonr(fitted, t).statistic))
 
 
-def roc_auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
+def roc_auc(scores: Values, positive: Sequence[bool] | np.ndarray) -> float:
     """Probability that a positive (retake needed) outranks a negative; NaN without both classes."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(positive, dtype=bool)
@@ -79,6 +81,6 @@ def roc_auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def agreement(pred: Sequence[float], truth: Sequence[float]) -> dict[str, float]:
+def agreement(pred: Values, truth: Values) -> dict[str, float]:
     p, t = _valid(pred, truth)
     return {"n": float(len(p)), "srcc": srcc(p, t), "plcc": plcc(p, t), "krocc": krocc(p, t)}

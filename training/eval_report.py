@@ -7,9 +7,13 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mediqa.training.eval import Scored
+    from mediqa.training.trainset import BuiltDataSet
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ def write_report(out: Path, meta: dict[str, Any], results: dict[str, dict[str, A
     logger.info("\n%s", table)
 
 
-def scatter_plots(out: Path, rows: Sequence[Any], truth: np.ndarray, modality: Sequence[str], ds: Any,
+def scatter_plots(out: Path, rows: Sequence[Scored], truth: np.ndarray, modality: Sequence[str], ds: BuiltDataSet,
                   idx: Sequence[int]) -> None:
     """Prediction vs label for each scorer (coloured by modality) and each physical head of the last row."""
     import matplotlib

@@ -71,6 +71,8 @@ def shifted_window_mask(h: int, w: int, window: int, shift: int) -> Tensor:
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside a window, with Swin's relative position bias."""
 
+    relative_position_index: Tensor  # a buffer, registered in __init__
+
     def __init__(self, dim: int, window: int, heads: int, drop: float = 0.0) -> None:
         super().__init__()
         self.heads = heads

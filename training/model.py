@@ -67,7 +67,7 @@ class ArchConfig:
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown architecture keys {sorted(unknown)}; known: {sorted(known)}")
-        data = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        data: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
         return cls(**data)
 
 
@@ -105,6 +105,9 @@ class DualHead(nn.Module):
 
 class MedIQAManiqa(nn.Module):
     """image [N, C, S, S], prompt [N, 4] int64 -> (quality [N], physics [N, P])."""
+
+    physics_range: Tensor  # buffers, registered in __init__ (declared so that they type as tensors)
+    score_range: Tensor
 
     def __init__(self, arch: ArchConfig, physics_range: Tensor | None = None) -> None:
         super().__init__()

@@ -4,20 +4,27 @@ Each sample (one stored slice) goes through ``mediqa.preprocess`` with the agent
 deterministic crop placement; its score is the mean over its ``crops_per_slice`` consecutive crops,
 as the agent's learned scorer computes a slice score. Series aggregation lives in ``eval``.
 Backend-agnostic (``run(image, prompt) -> (quality, physics)`` in numpy), so the same code scores a
-torch checkpoint during validation and evaluation and an exported ONNX file through ONNX Runtime.
+torch checkpoint during validation and evaluation and an exported ONNX file through the engines' ONNX
+Runtime CPU backend (the session the agent runs: explicit threads, no spinning).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mediqa.model_card import ModelCard
+from mediqa.engines.backends.onnxrt import OrtBackend
+from mediqa.model_card import INPUT_NAMES, OUTPUT_NAMES, ModelCard, read_card
 from mediqa.preprocess import prompt_indices
 from mediqa.training.trainset import BuiltDataSet, sample_crops, with_crops
+
+if TYPE_CHECKING:
+    from mediqa.training.model import MedIQAManiqa
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +77,7 @@ def predict_samples(run: Runner, ds: BuiltDataSet, indices: Sequence[int], card:
     return q_all.reshape(-1, per).mean(1), p_all.reshape(len(q_all) // per, per, -1).mean(1)
 
 
-def torch_runner(model: object, threads: int | None = None) -> Runner:
+def torch_runner(model: MedIQAManiqa, threads: int | None = None) -> Runner:
     import torch
 
     if threads:
@@ -78,25 +85,22 @@ def torch_runner(model: object, threads: int | None = None) -> Runner:
 
     def run(image: np.ndarray, prompt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
-            q, p = model(torch.from_numpy(image), torch.from_numpy(prompt))  # type: ignore[operator]
+            q, p = model(torch.from_numpy(image), torch.from_numpy(prompt))
         return q.numpy(), p.numpy()
 
     return run
 
 
-def onnx_runner(path: Path, threads: int = 2) -> tuple[Runner, ModelCard]:
-    """An ORT session on CPU as the agent configures it (fixed threads, no spinning)."""
-    import onnxruntime as ort
+@contextmanager
+def onnx_runner(path: Path, threads: int = 2) -> Iterator[tuple[Runner, ModelCard]]:
+    """The exported model on the engines' ORT CPU backend, as the agent loads it; closed on exit."""
+    card = read_card(path)
+    image_name, prompt_name = INPUT_NAMES
+    quality_name, physics_name = OUTPUT_NAMES
+    with OrtBackend(path, "cpu", threads=threads) as backend:
 
-    from mediqa.model_card import read_card
+        def run(image: np.ndarray, prompt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            out = backend.infer({image_name: image, prompt_name: prompt})
+            return out[quality_name], out[physics_name]
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-    def run(image: np.ndarray, prompt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        q, p = sess.run(["quality", "physics"], {"image": image, "prompt": prompt})
-        return q, p
-
-    return run, read_card(path)
+        yield run, card

@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def progress(iterable: Iterable[T], **kwargs: Any) -> tqdm:  # type: ignore[type-arg]
+def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> tqdm:
+    """``tqdm(iterable, **kwargs)``; without an iterable, a bar that the caller ``update()``s (give ``total``)."""
     tqdm.monitor_interval = 0
     return tqdm(iterable, **kwargs)

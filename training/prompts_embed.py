@@ -20,9 +20,10 @@ class PromptEmbedding(nn.Module):
 
     def __init__(self, vocab_sizes: tuple[int, ...], dim: int) -> None:
         super().__init__()
-        self.tables = nn.ModuleList(nn.Embedding(size, dim) for size in vocab_sizes)
-        for table in self.tables:
+        tables = [nn.Embedding(size, dim) for size in vocab_sizes]
+        for table in tables:
             nn.init.normal_(table.weight, std=0.02)
+        self.tables = nn.ModuleList(tables)
 
     def forward(self, prompt: Tensor) -> Tensor:
         out = self.tables[0](prompt[:, 0])

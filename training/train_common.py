@@ -1,7 +1,7 @@
-"""What both training stages share: model and card construction, optimizer, resume, validation.
+"""What both training stages share: model and card construction, optimizer, resume, validation, saving.
 
-The stage scripts keep their loops and losses in view; this module holds the plumbing they would
-otherwise duplicate, so that stage 1 and stage 2 build identical model cards.
+The one loop that uses these is ``run_stage``; the stage scripts keep only their losses, data and
+checkpoint choice in view, so that stage 1 and stage 2 build identical model cards and checkpoints.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.lr_scheduler import LRScheduler
 
 from mediqa import __version__
 from mediqa.model_card import DEFAULT_VOCABULARY, PROMPT_FIELDS, ModelCard, Preprocessing
@@ -84,7 +85,7 @@ def make_optimizer(model: torch.nn.Module, stage: StageSection, total_steps: int
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def resume_or_start(path: Path, model: MedIQAManiqa, opt: torch.optim.Optimizer, sched: Any,
+def resume_or_start(path: Path, model: MedIQAManiqa, opt: torch.optim.Optimizer, sched: LRScheduler,
                     resume: bool) -> TrainState:
     if not (resume and path.is_file()):
         return TrainState()
@@ -123,7 +124,7 @@ def validate(model: MedIQAManiqa, ds: BuiltDataSet, indices: list[int], card: Mo
 
 
 def save_stage(out: Path, model: MedIQAManiqa, card: ModelCard, cfg: TrainConfig, state: TrainState,
-               opt: torch.optim.Optimizer, sched: Any, score: float) -> None:
+               opt: torch.optim.Optimizer, sched: LRScheduler, score: float) -> None:
     save_checkpoint(out / "last.pt", model, card, config_dict(cfg), state, opt, sched)
     if state.best is None or (math.isfinite(score) and score >= state.best):
         state.best = score

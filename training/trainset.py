@@ -73,15 +73,26 @@ def head_target(head: Mapping[str, Any], raw: float | None) -> float:
     return float(TRANSFORMS[name](float(raw)))
 
 
+def find_dataset(path: Path) -> Path:
+    """The data set ``path`` names: itself when it is one, else the newest complete one inside it."""
+    if (path / "manifest.json").is_file():
+        return path
+    found = sorted((p.parent for p in path.glob("*/manifest.json")), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise MediqaError(f"no built data set (manifest.json) under {path}",
+                          "run `mediqa data build --config ...` first")
+    return found[-1]
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((root / "manifest.json").read_text())
+    return manifest
+
+
 def open_dataset(path: Path) -> BuiltDataSet:
     """``path`` is a built data set, or a folder of them (the newest complete one is used)."""
-    root = path
-    if not (path / "manifest.json").is_file():
-        found = sorted((p.parent for p in path.glob("*/manifest.json")), key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise MediqaError(f"no built data set (manifest.json) under {path}", "run `mediqa data build` first")
-        root = found[-1]
-    manifest = json.loads((root / "manifest.json").read_text())
+    root = find_dataset(path)
+    manifest = read_manifest(root)
     images = np.load(root / "images.npy", mmap_mode="r")
     if images.shape[0] != len(manifest["samples"]):
         raise MediqaError(f"{root}: {images.shape[0]} images for {len(manifest['samples'])} samples",

@@ -1,7 +1,9 @@
 """``mediqa data build`` and ``mediqa data preview``: the training data set from the command line.
 
 Nothing heavy is imported here (the builder loads numpy, scipy,
-scikit-image and matplotlib only when a command runs), so ``mediqa --help`` stays fast.
+scikit-image and matplotlib only when a command runs), so ``mediqa --help`` stays fast. A build takes
+minutes, so it never starts from a default config: ``--config`` is required, and the resolved config,
+the output folder, the plan and an estimate of the run time are printed before the workers start.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ log = logging.getLogger(__name__)
 DEFAULT_OUT = Path("data-out")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     data = sub.add_parser("data", help="build or preview the physics-degraded training data set",
                           description="Real CT/MR slices + physically simulated degradations with exact "
                                       "labels (docs/dataset-format.md).")
     inner = data.add_subparsers(dest="data_command", metavar="ACTION")
     b = inner.add_parser("build", help="build a versioned data set from a config")
-    b.add_argument("--config", type=Path, default=Path("configs/data/default.yaml"), help="data set YAML")
+    b.add_argument("--config", type=Path, default=None,
+                   help="data set YAML (required), e.g. configs/data/default.yaml or configs/data/tiny.yaml")
     b.add_argument("--out", type=Path, default=DEFAULT_OUT, help="parent folder (default: data-out)")
     b.add_argument("--workers", type=int, default=None, help="processes (default: from the config)")
     b.add_argument("--data-root", type=Path, default=None, help="folder of the shared DICOM exports")
@@ -43,12 +46,28 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from mediqa.training.datagen.builder import build
+    from mediqa.cli.train import require_config
+
+    config = require_config(args.config, "data", "data set to build")
+    import yaml
+
+    from mediqa.training import estimate
+    from mediqa.training.datagen import builder
     from mediqa.training.datagen.config import load_data_config
+    from mediqa.training.datagen.writer import dataset_dir
 
     overrides = {"data_root": str(args.data_root)} if args.data_root else None
-    cfg = load_data_config(args.config, overrides)
-    result = build(cfg, args.out, workers=args.workers, progress=not args.no_progress)
+    cfg = load_data_config(config, overrides)
+    print(f"config: {config} (resolved below)", yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip(),
+          f"output: {dataset_dir(args.out, cfg)}", sep="\n", file=sys.stdout, flush=True)
+    plan = builder.plan_build(cfg, workers=args.workers)
+    kinds = [t.kind for t in plan.tasks]
+    print(f"plan: {len(plan.sources)} sources loaded in {plan.load_seconds:.0f} s, {len(kinds)} tasks "
+          f"({kinds.count('ct_slice')} CT slices, {kinds.count('mr_slice')} MR slices, "
+          f"{kinds.count('mr_motion3d')} MR 3D motion slabs), {plan.workers} workers", file=sys.stdout)
+    print(f"estimate: {estimate.duration(estimate.build_seconds(plan, cfg))} from now "
+          f"({estimate.BUILD_BASIS})", file=sys.stdout, flush=True)
+    result = builder.build(cfg, args.out, workers=args.workers, progress=not args.no_progress, plan=plan)
     print(f"{result.path}  ({result.n_samples} samples, {result.seconds:.0f} s)", file=sys.stdout)
     return 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("export", help="export a trained checkpoint (ONNX for the agent)",
                                    description="Export a trained checkpoint for the agent.")
     kinds = parser.add_subparsers(dest="export_kind", metavar="FORMAT", required=True)

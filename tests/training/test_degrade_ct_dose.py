@@ -47,6 +47,7 @@ def test_phantom_noise_follows_inverse_sqrt_dose() -> None:
     assert noise[-1] > 2.5 * noise[0]
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_real_head_ct_noise_follows_inverse_sqrt_dose() -> None:
     from mediqa.agent.dicom.index import scan_tree

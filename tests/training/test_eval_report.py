@@ -30,6 +30,7 @@ def test_metrics_on_known_cases() -> None:
     assert math.isnan(roc_auc([0.1, 0.2], [False, False]))
 
 
+@pytest.mark.slow
 def test_eval_table_and_onnx_parity(tmp_path: Path) -> None:
     data = make_dataset(tmp_path)
     out = tmp_path / "run"
@@ -54,6 +55,33 @@ def test_eval_table_and_onnx_parity(tmp_path: Path) -> None:
     assert main(["eval", str(ckpt), "--data", str(data), "--out", str(tmp_path / "ev_label"), "--limit", "8",
                  "--label", "ours, 1 + 1 epochs"]) == 0
     assert "| ours, 1 + 1 epochs |" in (tmp_path / "ev_label" / "table.md").read_text()
+
+
+def test_eval_of_an_untrained_checkpoint_and_its_onnx_copy(tmp_path: Path) -> None:
+    """The fast lane's end-to-end eval: no training, the tiny recipe's freshly initialised network."""
+    import torch
+
+    from mediqa.training.checkpoint import TrainState, save_checkpoint
+    from mediqa.training.train_common import make_card, new_model
+    from mediqa.training.train_config import config_dict, load_config
+    from mediqa.training.trainset import open_dataset
+
+    data = make_dataset(tmp_path)
+    cfg = load_config(TINY, {"data": str(data)})
+    ds = open_dataset(data)
+    torch.manual_seed(0)
+    model = new_model(cfg, ds)
+    ckpt = tmp_path / "untrained.pt"
+    save_checkpoint(ckpt, model, make_card(cfg, ds, model, stage=2), config_dict(cfg), TrainState())
+    assert main(["export", "onnx", str(ckpt)]) == 0
+    out = tmp_path / "ev"
+    assert main(["eval", str(ckpt), "--data", str(data), "--out", str(out), "--limit", "12",
+                 "--compare", f"onnx copy={ckpt.with_suffix('.onnx')}"]) == 0
+    results = json.loads((out / "metrics.json").read_text())["results"]
+    assert list(results) == ["classical (noise: CT GNL, MR SNR)", "onnx copy", "ours (MANIQA + prompts, crops)"]
+    onnx_row, ours = results["onnx copy"], results["ours (MANIQA + prompts, crops)"]
+    assert onnx_row["all"]["srcc"] == pytest.approx(ours["all"]["srcc"], abs=1e-6)
+    assert results["classical (noise: CT GNL, MR SNR)"]["coverage"] > 0
 
 
 HEADS = [{"name": "ct_dose", "neutral": 1.0}, {"name": "ct_blur_fwhm_mm", "neutral": 0.0},

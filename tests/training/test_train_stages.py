@@ -27,6 +27,24 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return data, out
 
 
+def test_one_short_epoch_per_stage_writes_every_stage_file(tmp_path: Path) -> None:
+    """The fast lane's run of ``run_stage``: one epoch of 16 samples per stage, 8 validation samples, one
+    torch thread (two threads contend on a busy 2-core machine: 10 s instead of 2 s)."""
+    data = make_dataset(tmp_path, n_series=6, size=32)
+    out = tmp_path / "run"
+    short = ["threads=1", *(f"stage{n}.{key}={value}" for n in (1, 2)
+                            for key, value in (("epochs", 1), ("samples_per_epoch", 16), ("val_samples", 8)))]
+    argv = ["train", "--config", str(TINY), "--set", f"data={data}", "--set", f"out={out}"]
+    assert main([*argv, *(x for pair in short for x in ("--set", pair))]) == 0
+    for stage in ("stage1", "stage2"):
+        for name in ("last.pt", "best.pt", "curves.png", "config.yaml"):
+            assert (out / stage / name).is_file(), f"{stage}/{name}"
+        payload = read_checkpoint(out / stage / "last.pt")
+        assert [h["epoch"] for h in payload["state"]["history"]] == [1] and payload["optimizer"]
+        assert load_model(out / stage / "best.pt")[1].training["stage"] == int(stage[-1])
+
+
+@pytest.mark.slow
 def test_stage_outputs_and_model_card(trained: tuple[Path, Path]) -> None:
     data, out = trained
     for stage in ("stage1", "stage2"):
@@ -45,6 +63,7 @@ def test_stage_outputs_and_model_card(trained: tuple[Path, Path]) -> None:
     assert quality.shape == (2,) and physics.shape == (2, 2)
 
 
+@pytest.mark.slow
 def test_stage2_starts_from_stage1(trained: tuple[Path, Path]) -> None:
     _, out = trained
     s1 = read_checkpoint(out / "stage1" / "last.pt")["model"]
@@ -53,6 +72,7 @@ def test_stage2_starts_from_stage1(trained: tuple[Path, Path]) -> None:
     assert not torch.equal(s1["head.fc_score.0.weight"], s2["head.fc_score.0.weight"])  # fine-tuned
 
 
+@pytest.mark.slow
 def test_resume_continues_the_history(trained: tuple[Path, Path]) -> None:
     data, out = trained
     args = ["train", "--config", str(TINY), "--stage", "1", "--resume", "--set", f"data={data}",
@@ -65,6 +85,30 @@ def test_resume_continues_the_history(trained: tuple[Path, Path]) -> None:
 def test_config_typo_is_an_error_with_a_hint(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="did you mean 'stage1.epochs'"):
         load_config(TINY, {"stage1.epoch": 3})
+
+
+def test_each_stage_brings_its_loss_and_its_checkpoint_choice() -> None:
+    """The parts a stage hands ``run_stage``, on the tiny recipe's network (no data set, no loop)."""
+    import math
+
+    from mediqa.training.model import arch_for, build_model
+    from mediqa.training.run_stage import Batch
+    from mediqa.training.train_stage1 import heads_loss, mean_head_srcc
+    from mediqa.training.train_stage2 import quality_objective, quality_srcc
+
+    cfg = load_config(TINY)
+    torch.manual_seed(0)
+    arch = arch_for("edge", img_size=32, num_physics=2, **{k: tuple(v) if isinstance(v, list) else v
+                                                            for k, v in cfg.model.overrides.items()})
+    model = build_model(arch, torch.tensor([[-4.0, 0.0], [1.0, 6.0]]))
+    batch = Batch(torch.zeros(3, 3, 32, 32), torch.zeros(3, 4, dtype=torch.long),
+                  torch.tensor([[-1.0, float("nan")]] * 3), torch.tensor([1.0, float("nan"), 3.0]))
+    for loss in (heads_loss(model, batch), quality_objective(cfg.stage2, model, batch)):
+        assert loss.ndim == 0 and torch.isfinite(loss)
+        loss.backward()
+    metrics = {"val_srcc_quality": 0.9, "val_srcc_ct_dose": 0.5, "val_srcc_mr_snr": float("nan")}
+    assert mean_head_srcc(metrics) == 0.5 and quality_srcc(metrics) == 0.9
+    assert math.isnan(mean_head_srcc({"val_srcc_quality": 0.9}))
 
 
 def test_physics_loss_ignores_heads_that_do_not_apply() -> None:

@@ -21,6 +21,7 @@ from mediqa.training.datagen.sources import SourceSeries, load_source, source_av
 from mediqa.training.datagen.splits import assign_splits, check_disjoint
 from mediqa.training.datagen.tasks import Task, plan_tasks, run_task
 from mediqa.training.datagen.writer import write_dataset
+from mediqa.training.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,18 @@ class BuildResult:
     n_samples: int
     seconds: float
     skipped_sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything decided before the pool starts: the loaded sources, their splits, the tasks, the workers."""
+
+    sources: list[SourceSeries]
+    skipped: list[str]
+    splits: dict[str, str]
+    tasks: list[Task]
+    workers: int
+    load_seconds: float  # spent loading the sources (each worker loads them again)
 
 
 def load_sources(cfg: DataConfig) -> tuple[list[SourceSeries], list[str]]:
@@ -52,30 +65,39 @@ def load_sources(cfg: DataConfig) -> tuple[list[SourceSeries], list[str]]:
     return loaded, skipped
 
 
-def build(cfg: DataConfig, out_dir: Path, workers: int | None = None, progress: bool = True) -> BuildResult:
-    """Build and write the data set; returns where it went and how long it took."""
+def plan_build(cfg: DataConfig, workers: int | None = None) -> BuildPlan:
+    """Load the sources, assign the splits and list the tasks (seconds); ``build`` then runs them (minutes)."""
     start = time.perf_counter()
     sources, skipped = load_sources(cfg)
     splits = assign_splits(((s.spec.group_id, s.vendor) for s in sources), cfg.splits)
     tasks = plan_tasks(cfg, sources)
     n_workers = max(1, min(workers or cfg.workers, len(tasks)))
     log.info("%d sources, %d tasks, %d workers; splits %s", len(sources), len(tasks), n_workers, splits)
-    samples = _run(tasks, cfg, n_workers, progress)
-    path = write_dataset(out_dir, cfg, samples, splits, extra={"skipped_sources": skipped})
+    return BuildPlan(sources, skipped, splits, tasks, n_workers, time.perf_counter() - start)
+
+
+def build(cfg: DataConfig, out_dir: Path, workers: int | None = None, progress: bool = True,
+          plan: BuildPlan | None = None) -> BuildResult:
+    """Build and write the data set (from ``plan`` when one was made already, with its workers); returns
+    where it went and how long it took, source loading included."""
+    start = time.perf_counter()
+    earlier = 0.0 if plan is None else plan.load_seconds  # a plan made before this call
+    plan = plan or plan_build(cfg, workers)
+    samples = _run(plan.tasks, cfg, plan.workers, progress)
+    splits = plan.splits
+    path = write_dataset(out_dir, cfg, samples, splits, extra={"skipped_sources": plan.skipped})
     check_disjoint([{**s.meta, "split": splits[s.meta["group"]]} for s in samples])
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start + earlier
     log.info("built %d samples in %.1f s", len(samples), seconds)
-    return BuildResult(path, len(samples), seconds, tuple(skipped))
+    return BuildResult(path, len(samples), seconds, tuple(plan.skipped))
 
 
 def _run(tasks: list[Task], cfg: DataConfig, n_workers: int, progress: bool) -> list[Sample]:
-    from tqdm import tqdm
-
     # Longest first keeps both cores busy to the end; results are put back in plan order afterwards.
     order = sorted(range(len(tasks)), key=lambda i: -tasks[i].cost)
     jobs = [(tasks[i], cfg) for i in order]
     results: list[list[Sample]] = [[] for _ in tasks]
-    bar = tqdm(total=len(tasks), desc=f"build {cfg.name}", unit="task", disable=not progress)
+    bar = progress_bar(total=len(tasks), desc=f"build {cfg.name}", unit="task", disable=not progress)
     if n_workers == 1:
         for i, job in zip(order, jobs, strict=True):
             results[i] = run_task(job)

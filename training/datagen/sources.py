@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mediqa.agent.dicom.index import read_header, scan_tree
 from mediqa.agent.dicom.records import series_key
-from mediqa.agent.dicom.volume import SeriesLayout
+from mediqa.agent.dicom.volume import SeriesLayout, plan_series
 from mediqa.errors import ConfigError
 from mediqa.training.datagen.config import SourceSpec
 
@@ -84,9 +85,6 @@ def source_available(spec: SourceSpec, data_root: Path) -> bool:
 
 
 def _from_dicom(spec: SourceSpec, data_root: Path) -> SourceSeries:
-    from mediqa.agent.dicom.index import scan_tree
-    from mediqa.agent.dicom.volume import plan_series
-
     folder = data_root / spec.path
     if not folder.is_dir():
         raise ConfigError(f"source '{spec.name}': {folder} not found",
@@ -107,14 +105,11 @@ def _from_layout(spec: SourceSpec, layout: SeriesLayout, source_path: str) -> So
             first.manufacturer), series_key=layout.series_key, volume=layout.read_all(),
         spacing_mm=(float(spacing[0]), float(spacing[1])), slice_step_mm=layout.slice_spacing,
         pe_direction=first.phase_encode_direction, source_path=source_path,
-        window=tuple(first.window) if first.window else None)  # type: ignore[arg-type]
+        window=tuple(first.window) if first.window else None)
 
 
 def _from_pydicom(spec: SourceSpec) -> SourceSeries:
     from pydicom.data import get_testdata_file
-
-    from mediqa.agent.dicom.index import read_header
-    from mediqa.agent.dicom.volume import plan_series
 
     path = get_testdata_file(spec.path)
     if path is None:

@@ -16,8 +16,6 @@ from mediqa.training.datagen.config import SplitConfig
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
-
 
 def assign_splits(groups: Iterable[tuple[str, str]], cfg: SplitConfig) -> dict[str, str]:
     """``(group, vendor)`` pairs -> ``{group: split}``. A group with two vendors, one held out, is an error."""

@@ -10,17 +10,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import numpy as np
-
 from mediqa.training.datagen.config import DataConfig, SourceSpec
 from mediqa.training.datagen.sample import Sample, make_sample
 from mediqa.training.datagen.sources import SourceSeries, load_source
-from mediqa.training.degrade.base import Degraded, child_rng
+from mediqa.training.datagen.tasks_ct import ct_slice_degradations
+from mediqa.training.datagen.tasks_mr import mr_motion3d_samples, mr_slice_degradations
 from mediqa.training.labels.proxy import ProxyMapping
 
 log = logging.getLogger(__name__)
-
-KINDS = ("ct_slice", "mr_slice", "mr_motion3d")
 
 
 @dataclass(frozen=True)
@@ -57,22 +54,9 @@ def run_task(job: tuple[Task, DataConfig]) -> list[Sample]:
     src = load_source(task.source, cfg.data_root_path())
     mapping = ProxyMapping(tuple((float(a), float(b)) for a, b in cfg.quality.anchors))
     if task.kind == "ct_slice":
-        from mediqa.training.datagen.tasks_ct import ct_slice_degradations
-
         made = ct_slice_degradations(src, task.slice_index, cfg)
     elif task.kind == "mr_slice":
-        from mediqa.training.datagen.tasks_mr import mr_slice_degradations
-
         made = mr_slice_degradations(src, task.slice_index, cfg)
     else:
-        from mediqa.training.datagen.tasks_mr import mr_motion3d_samples
-
         made = mr_motion3d_samples(src, task.slice_index, task.level, cfg)
     return [make_sample(src, k, level, deg, clean, cfg.crop_size, mapping) for k, level, deg, clean in made]
-
-
-Made = list[tuple[int, int, Degraded, np.ndarray]]  # (slice, level, degraded, clean full slice)
-
-
-def rng_for(cfg: DataConfig, src: SourceSeries, slice_index: int, kind: str, level: int) -> np.random.Generator:
-    return child_rng(cfg.seed, src.spec.name, slice_index, kind, level)

@@ -12,8 +12,8 @@ import logging
 import numpy as np
 
 from mediqa.training.datagen.config import DataConfig
+from mediqa.training.datagen.made import Made, rng_for
 from mediqa.training.datagen.sources import SourceSeries
-from mediqa.training.datagen.tasks import Made, rng_for
 from mediqa.training.degrade.base import Degraded
 from mediqa.training.degrade.kspace import pe_axis
 from mediqa.training.degrade.mr_bias import simulate_bias

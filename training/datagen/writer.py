@@ -47,6 +47,11 @@ def dataset_version(cfg: DataConfig, code: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def dataset_dir(out_dir: Path, cfg: DataConfig, code: str | None = None) -> Path:
+    """Where a build of ``cfg`` by this code goes: ``<out_dir>/<name>-<version>/``."""
+    return out_dir / f"{cfg.name}-{dataset_version(cfg, code or code_version())}"
+
+
 def counts(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"total": len(samples)}
     for key, get in (("modality", lambda s: s["modality"]), ("vendor", lambda s: s["vendor"]),
@@ -64,7 +69,7 @@ def write_dataset(out_dir: Path, cfg: DataConfig, samples: Sequence[Sample], spl
     """Write ``<out_dir>/<name>-<version>/`` and return its path."""
     code = code_version()
     version = dataset_version(cfg, code)
-    target = out_dir / f"{cfg.name}-{version}"
+    target = dataset_dir(out_dir, cfg, code)
     entries = []
     for i, sample in enumerate(samples):
         meta = {"index": i, **sample.meta, "split": splits[sample.meta["group"]]}

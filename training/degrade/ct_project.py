@@ -27,12 +27,8 @@ def hu_to_mu(image_hu: np.ndarray) -> np.ndarray:
     return MU_WATER_PER_MM * (1.0 + np.maximum(image_hu.astype(np.float64), AIR_HU) / 1000.0)
 
 
-def mu_to_hu(mu: np.ndarray) -> np.ndarray:
-    return 1000.0 * mu / MU_WATER_PER_MM - 1000.0
-
-
 def delta_mu_to_hu(delta_mu: np.ndarray) -> np.ndarray:
-    """A perturbation of attenuation (noise, streaks) in HU: the scale of ``mu_to_hu`` without its offset."""
+    """A perturbation of attenuation (noise, streaks) in HU: the inverse of ``hu_to_mu`` without its offset."""
     return 1000.0 * delta_mu / MU_WATER_PER_MM
 
 
@@ -67,10 +63,6 @@ class Projection:
     def with_delta(self, delta_hu: np.ndarray) -> np.ndarray:
         """Original + a perturbation, leaving padding outside the scanner's field of view as stored."""
         return np.where(self.image_hu < OUTSIDE_FOV_HU, self.image_hu, self.image_hu + delta_hu)
-
-    def fbp_hu(self, sinogram: np.ndarray, view_index: np.ndarray | None = None) -> np.ndarray:
-        """Filtered back-projection (ramp) of a line-integral sinogram, returned in HU."""
-        return mu_to_hu(self._fbp_mu(sinogram, view_index))
 
     def fbp_delta_hu(self, sinogram: np.ndarray, view_index: np.ndarray | None = None) -> np.ndarray:
         """FBP of a *perturbation* sinogram (noise, view-subset difference), in HU.

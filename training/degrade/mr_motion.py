@@ -95,7 +95,7 @@ def corrupt_kspace(image: np.ndarray, pe_axis: int, spacing_mm: tuple[float, ...
         angle = float(rng.uniform(-max_rotation_deg, max_rotation_deg))
         shift_px = t_mm / np.asarray(spacing_mm, dtype=np.float64)
         lines = (shot_of_line == shot) & ~centre
-        sel: list[object] = [slice(None)] * ndim
+        sel: list[slice | np.ndarray] = [slice(None)] * ndim
         sel[pe_axis] = lines
         kspace[tuple(sel)] = _moved_kspace(work, shift_px, angle, kaxes, rot_axes)[tuple(sel)]
         displacement[lines] = float(np.linalg.norm(t_mm)) + abs(np.deg2rad(angle)) * LEVER_MM

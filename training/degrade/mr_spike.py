@@ -29,7 +29,7 @@ def simulate_spike(image: np.ndarray, rng: np.random.Generator, relative_amplitu
     k = fft2c(image.astype(np.float64))
     peak = float(np.abs(k).max())
     h, w = image.shape
-    spikes = []
+    spikes: list[dict[str, float]] = []
     while len(spikes) < n_spikes:
         fy, fx = rng.uniform(-1.0, 1.0, size=2)
         if np.hypot(fy, fx) < min_radius or np.hypot(fy, fx) > 1.0:

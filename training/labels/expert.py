@@ -13,7 +13,7 @@ import difflib
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,7 +95,7 @@ def _read_rows(path: Path) -> list[Mapping[str, Any]]:
     raise ExpertScoreError(f"{path}: unknown manifest type '{suffix}'", "use .csv, .yaml or .yml")
 
 
-def _check_columns(path: Path, names: list[str]) -> None:
+def _check_columns(path: Path, names: Sequence[str]) -> None:
     for name in names:
         if name not in COLUMNS:
             near = difflib.get_close_matches(str(name), COLUMNS, n=1)
