@@ -218,7 +218,8 @@ def test_the_checks_can_fail():
     assert any("mediqa.agent.scoring.base" in v for v in found)
     assert not any("mediqa.agent.dicom.index" in v for v in found)
     assert cycles(planted) == [["mediqa.agent.a", "mediqa.agent.b"]]
-    folders = {"mediqa.engines.fp16": {"mediqa.engines.cache.files"}, "mediqa.engines.cache.key": {"mediqa.engines.fp16"}}
+    folders = {"mediqa.engines.fp16": {"mediqa.engines.cache.files"},
+               "mediqa.engines.cache.key": {"mediqa.engines.fp16"}}
     assert cycles(folders) == [] and cycles(unit_graph(folders)) == [["mediqa.engines.cache", "mediqa.engines.fp16"]]
 
 

@@ -1,8 +1,7 @@
 """The classical scorer: physical noise measures mapped to the 0..4 scale. The learned model's baseline.
 
-CT: Global Noise Level (Christianson et al., Radiology 2015): the standard deviation in a ~6 mm
-    kernel is computed at every soft-tissue pixel (0..150 HU here) and the mode of the histogram of
-    those local SDs is the slice's noise; the series' noise is the mean over slices.
+CT: Global Noise Level (Christianson et al., Radiology 2015; ``mediqa.measures``, shared with the
+    training data generator).
 MR: MRIQC definitions (Esteban et al., PLoS One 2017): Dietrich SNR = mean(foreground) /
     (sqrt(2 / (4 - pi)) * std(background air)), since air in a magnitude image is Rayleigh
     distributed; and the entropy focus criterion (EFC; Atkinson 1997), which grows with ghosting
@@ -18,42 +17,14 @@ import numpy as np
 from scipy import ndimage
 
 from mediqa.agent.scoring.base import SCORE_MAX, SeriesInput, SliceScores
+from mediqa.measures import slice_noise_hu
 
 log = logging.getLogger(__name__)
 
-SOFT_TISSUE_HU = (0.0, 150.0)
-GNL_KERNEL_MM = 6.0
 # Score mapping (log-linear): CT noise <= 8 HU -> 4, >= 40 HU -> 0; MR SNR >= 30 -> 4, <= 3 -> 0.
 CT_NOISE_BEST_HU, CT_NOISE_WORST_HU = 8.0, 40.0
 MR_SNR_WORST, MR_SNR_BEST = 3.0, 30.0
 _RAYLEIGH_STD_FACTOR = math.sqrt(2.0 / (4.0 - math.pi))  # std of Rayleigh air = 0.655 sigma
-
-
-def slice_noise_hu(slice_hu: np.ndarray, pixel_spacing_mm: float | None = None) -> float | None:
-    """Global noise level of one CT slice in HU, or None where there is too little soft tissue."""
-    spacing = pixel_spacing_mm or 0.7
-    size = max(3, int(round(GNL_KERNEL_MM / spacing)) | 1)
-    img = slice_hu.astype(np.float64)
-    mean = ndimage.uniform_filter(img, size)
-    sq = ndimage.uniform_filter(img * img, size)
-    local_sd = np.sqrt(np.clip(sq - mean * mean, 0.0, None))
-    lo, hi = SOFT_TISSUE_HU
-    # Soft tissue judged on the kernel mean, not on single pixels, so heavy noise does not erase the
-    # mask; a one-kernel erosion keeps bone and air edges out of the local SD.
-    tissue = ndimage.binary_erosion((mean >= lo) & (mean <= hi), iterations=max(1, size // 2))
-    values = local_sd[tissue]
-    if values.size < 200:
-        return None
-    hist, edges = np.histogram(values, bins=200, range=(0.0, float(np.percentile(values, 99)) + 1e-6))
-    peak = int(np.argmax(ndimage.uniform_filter1d(hist.astype(float), 5)))
-    return float((edges[peak] + edges[peak + 1]) / 2)
-
-
-def global_noise_level(slices_hu: np.ndarray, pixel_spacing_mm: float | None = None) -> float:
-    """Mean of the per-slice noise levels (HU). NaN when no slice has enough soft tissue."""
-    levels = [slice_noise_hu(s, pixel_spacing_mm) for s in np.asarray(slices_hu)]
-    found = [v for v in levels if v is not None]
-    return float(np.mean(found)) if found else float("nan")
 
 
 def mr_snr(slices: np.ndarray) -> tuple[float, list[float]]:
@@ -115,6 +86,18 @@ class ClassicalScorer:
             slice_measures=tuple({"snr": v} for v in per_slice),
             explanations={"snr": f"low signal-to-noise ratio ({snr:.1f})", "efc": f"ghosting/blur (EFC {focus:.2f})"},
         )
+
+
+def score_slice(image: np.ndarray, modality: str) -> float:
+    """One slice's classical score (CT global noise level, MR SNR); NaN where it cannot be measured.
+
+    Used as the evaluation's classical baseline on stored training slices (``mediqa eval``).
+    """
+    if modality.upper() == "CT":
+        noise = slice_noise_hu(image)
+        return ct_noise_to_score(noise) if noise is not None else math.nan
+    snr, _ = mr_snr(np.asarray(image)[None])
+    return mr_snr_to_score(snr) if math.isfinite(snr) else math.nan
 
 
 def ct_noise_to_score(noise_hu: float) -> float:

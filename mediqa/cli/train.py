@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 from importlib import resources
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import numpy as np
 
     from mediqa.training.train_config import TrainConfig
 
@@ -130,18 +128,8 @@ def train_plan(config: Path, cfg: TrainConfig, stages: tuple[int, ...], resume: 
     return "\n".join(lines)
 
 
-def classical_slice_score(image: np.ndarray, modality: str) -> float:
-    """The agent core's classical scorer on one stored slice: CT global noise level, MR SNR (NaN if unmeasurable)."""
-    from mediqa.agent.scoring import classical
-
-    if modality == "CT":
-        noise = classical.slice_noise_hu(image)
-        return classical.ct_noise_to_score(noise) if noise is not None else math.nan
-    snr, _ = classical.mr_snr(image[None])
-    return classical.mr_snr_to_score(snr) if math.isfinite(snr) else math.nan
-
-
 def run_eval(args: argparse.Namespace) -> int:
+    from mediqa.agent.scoring import classical
     from mediqa.errors import ConfigError
     from mediqa.training.eval import MAIN_LABEL, Baseline, evaluate
 
@@ -153,5 +141,5 @@ def run_eval(args: argparse.Namespace) -> int:
         others.append((label, Path(path)))
     out = args.out or args.model.parent / f"eval-{args.split}"
     evaluate(args.model, args.data, out, split=args.split, compare=others, limit=args.limit,
-             label=args.label or MAIN_LABEL, baseline=Baseline(CLASSICAL_LABEL, classical_slice_score))
+             label=args.label or MAIN_LABEL, baseline=Baseline(CLASSICAL_LABEL, classical.score_slice))
     return 0

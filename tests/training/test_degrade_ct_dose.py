@@ -7,7 +7,7 @@ import pytest
 from data_paths import shared_dicom
 from data_phantoms import ct_head
 
-from mediqa.agent.scoring.classical import global_noise_level
+from mediqa.measures import global_noise_level
 from mediqa.training.degrade.ct_dose import _noise_sinogram, calibrate_i0, simulate_dose
 from mediqa.training.degrade.ct_project import Projection
 

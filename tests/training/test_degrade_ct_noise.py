@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from data_phantoms import ct_head, ellipse
 
-from mediqa.agent.scoring.classical import global_noise_level
+from mediqa.measures import global_noise_level
 from mediqa.training.datagen.pseudo_ct import AIR_HU, CSF_HU, GREY_HU, SKULL_MM, WHITE_HU, head_hu
 from mediqa.training.degrade.ct_noise import equivalent_dose_fraction, simulate_image_noise
 from mediqa.training.labels.heads import head_labels

@@ -1,7 +1,7 @@
 """All degradations of one CT slice: dose levels, image-domain noise, sparse views, kernel blur and thick slabs.
 
 The forward projection (the expensive step) is done once per slice and shared by every dose level and
-view count. Dose needs a noise measurement in soft tissue (the global noise level of ``degrade.ct_gnl``,
+view count. Dose needs a noise measurement in soft tissue (the global noise level of ``mediqa.measures``,
 the measure the agent's classical scorer makes): slices without enough soft tissue keep their other
 degradations and log why dose (and the image-domain noise, whose dose label needs the same measurement)
 was skipped.
@@ -13,12 +13,12 @@ import logging
 
 import numpy as np
 
+from mediqa.measures import global_noise_level
 from mediqa.training.datagen.config import DataConfig
 from mediqa.training.datagen.made import Made, rng_for
 from mediqa.training.datagen.sources import SourceSeries
 from mediqa.training.degrade.ct_blur import simulate_kernel_blur, simulate_thick_slice
 from mediqa.training.degrade.ct_dose import calibrate_i0, simulate_dose
-from mediqa.training.degrade.ct_gnl import global_noise_level
 from mediqa.training.degrade.ct_noise import simulate_image_noise
 from mediqa.training.degrade.ct_project import Projection
 from mediqa.training.degrade.ct_sparse import SparseViews

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 import mediqa
+import mediqa.measures
 from mediqa.training.datagen.config import DataConfig
 from mediqa.training.datagen.sample import Sample
 from mediqa.training.labels.heads import HEADS
@@ -35,10 +36,10 @@ def code_version() -> str:
     """Package version + a digest of the generator's own source: changes exactly when the physics does."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    for folder in _CODE_DIRS:
-        for path in sorted((root / folder).glob("*.py")):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
+    shared = [Path(mediqa.measures.__file__)]  # the measures the generator shares with the agent
+    for path in [*(p for folder in _CODE_DIRS for p in sorted((root / folder).glob("*.py"))), *shared]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     return f"{mediqa.__version__}+gen.{digest.hexdigest()[:10]}"
 
 

@@ -6,7 +6,8 @@ import numpy as np
 
 from mediqa.agent.dicom.index import scan_tree
 from mediqa.agent.dicom.volume import plan_series
-from mediqa.agent.scoring.classical import ct_noise_to_score, efc, global_noise_level, mr_snr, mr_snr_to_score
+from mediqa.agent.scoring.classical import ct_noise_to_score, efc, mr_snr, mr_snr_to_score
+from mediqa.measures import global_noise_level
 
 
 def _slices(root, n=5):

@@ -1,12 +1,11 @@
-"""Global noise level of a CT slice (Christianson et al., Radiology 2015): the noise measure of dose calibration.
+"""Physical image measures that the agent's classical scorer and the training data generator share.
 
-The standard deviation in a ~6 mm kernel is computed at every soft-tissue pixel (0..150 HU) and the mode of
-the histogram of those local SDs is the slice's noise. ``ct_dose`` calibrates its flux with it and
-``ct_noise`` labels image noise with the source noise it measures, so it is part of the generator's physics:
-it lives here, inside the code the data set version digests (``writer.code_version``), so a change to it
-changes the version. The agent's classical scorer computes the same measure (``agent/scoring/classical.py``);
-``tests/training/test_degrade_ct_gnl.py`` fails if the two drift apart, so that any change to either is a
-deliberate one.
+CT global noise level (Christianson et al., Radiology 2015): the standard deviation in a ~6 mm kernel is
+computed at every soft-tissue pixel (0..150 HU) and the mode of the histogram of those local SDs is the
+slice's noise; the series' noise is the mean over slices. The classical scorer maps it to a score; the
+generator calibrates its CT dose flux and labels image noise with it. Part of the contract floor (one
+copy, imported by both): the data set version digests this file too (``training/datagen/writer.py``),
+so a change to the measure gives a new data set version.
 """
 
 from __future__ import annotations
