@@ -28,7 +28,7 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy mediqa agent engines export training scripts
+	$(PY) scripts/typecheck.py
 
 bench: setup
 	$(PY) scripts/bench_agent.py

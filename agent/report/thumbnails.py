@@ -35,10 +35,17 @@ BACKGROUND, TEXT, MUTED, WORST = (24, 24, 24), (235, 235, 235), (170, 170, 170),
 class ResultLike(Protocol):
     """What the sheet needs from a scored series (``SeriesResult`` has all of it)."""
 
-    selection: Selection
-    slice_scores: Sequence[float]
-    score: float
-    decision: str
+    @property
+    def selection(self) -> Selection: ...
+
+    @property
+    def slice_scores(self) -> Sequence[float]: ...
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def decision(self) -> str: ...
 
 
 def _font(size: int) -> Any:

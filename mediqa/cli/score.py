@@ -95,5 +95,5 @@ def _explain(result: SeriesResult, layout: SeriesLayout) -> None:
         print(f"        {where}  weight {w:.3f}  score {s:.2f}")
     if result.measures:
         print("      measures: " + ", ".join(f"{k}={v:.3g}" for k, v in result.measures.items()))
-    for w in result.warnings:
-        print(f"      note: {w}")
+    for note in result.warnings:
+        print(f"      note: {note}")

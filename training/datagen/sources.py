@@ -105,7 +105,7 @@ def _from_layout(spec: SourceSpec, layout: SeriesLayout, source_path: str) -> So
             first.manufacturer), series_key=layout.series_key, volume=layout.read_all(),
         spacing_mm=(float(spacing[0]), float(spacing[1])), slice_step_mm=layout.slice_spacing,
         pe_direction=first.phase_encode_direction, source_path=source_path,
-        window=tuple(first.window) if first.window else None)
+        window=(float(first.window[0]), float(first.window[1])) if first.window else None)
 
 
 def _from_pydicom(spec: SourceSpec) -> SourceSeries:

@@ -13,7 +13,7 @@ import logging
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from mediqa.training.degrade.base import Degraded
+from mediqa.training.degrade.base import Degraded, ParamValue
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def simulate_kernel_blur(image: np.ndarray, fwhm_mm: float, spacing_mm: tuple[fl
         raise ValueError(f"FWHM must not be negative, got {fwhm_mm}")
     sigma_px = tuple(fwhm_mm / FWHM_PER_SIGMA / s for s in spacing_mm)
     out = gaussian_filter(image.astype(np.float64), sigma=sigma_px, mode="nearest") if fwhm_mm else image
-    params = {"mode": "kernel", "fwhm_mm": fwhm_mm, "sigma_px": [float(s) for s in sigma_px],
+    params: dict[str, ParamValue] = {"mode": "kernel", "fwhm_mm": fwhm_mm, "sigma_px": [float(s) for s in sigma_px],
               "slab_slices": 1, "slab_mm": 0.0}
     return Degraded("ct_blur", out, params)
 
@@ -36,5 +36,6 @@ def simulate_thick_slice(slab: np.ndarray, slice_step_mm: float) -> Degraded:
     if slab.ndim != 3 or slab.shape[0] % 2 == 0:
         raise ValueError(f"expected an odd number of contiguous slices, got shape {slab.shape}")
     k = slab.shape[0]
-    params = {"mode": "slab", "fwhm_mm": 0.0, "slab_slices": k, "slab_mm": float(k * slice_step_mm)}
+    params: dict[str, ParamValue] = {"mode": "slab", "fwhm_mm": 0.0, "slab_slices": k,
+                                     "slab_mm": float(k * slice_step_mm)}
     return Degraded("ct_blur", slab.astype(np.float64).mean(axis=0), params)

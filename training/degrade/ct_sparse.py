@@ -13,7 +13,7 @@ import logging
 
 import numpy as np
 
-from mediqa.training.degrade.base import Degraded
+from mediqa.training.degrade.base import Degraded, ParamValue
 from mediqa.training.degrade.ct_project import Projection
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,6 @@ class SparseViews:
         # Both reconstructions scale the same way, so their difference is the streak pattern in HU.
         sparse = self.proj.fbp_delta_hu(self.proj.line_integrals[:, idx], view_index=idx)
         image = self.proj.with_delta(sparse - self.full())
-        params = {"n_views": n_views, "full_views": full_views, "undersampling": float(step),
+        params: dict[str, ParamValue] = {"n_views": n_views, "full_views": full_views, "undersampling": float(step),
                   "geometry": "parallel-beam, ramp FBP, uniform angular subset"}
         return Degraded("ct_sparse", image, params)

@@ -11,7 +11,7 @@ import logging
 
 import numpy as np
 
-from mediqa.training.degrade.base import Degraded
+from mediqa.training.degrade.base import Degraded, ParamValue
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,6 @@ def simulate_bias(image: np.ndarray, rng: np.random.Generator, strength: float, 
     n_terms = (order + 1) * (order + 2) // 2 - 1
     coefficients = [float(c) for c in rng.uniform(-strength, strength, size=n_terms)]
     field = bias_field(image.shape, coefficients, order)
-    params = {"strength": strength, "order": order, "coefficients": coefficients,
+    params: dict[str, ParamValue] = {"strength": strength, "order": order, "coefficients": coefficients,
               "field_min": float(field.min()), "field_max": float(field.max())}
     return Degraded("mr_bias", image.astype(np.float64) * field, params)

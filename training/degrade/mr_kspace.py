@@ -13,7 +13,7 @@ import logging
 
 import numpy as np
 
-from mediqa.training.degrade.base import Degraded
+from mediqa.training.degrade.base import Degraded, ParamValue
 from mediqa.training.degrade.kspace import along, centre_lines, fft2c, ifft2c
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def simulate_undersampling(image: np.ndarray, pe_axis: int, acceleration: float,
     if extra:
         mask[rng.choice(outside, size=min(extra, outside.size), replace=False)] = True
     k = fft2c(image.astype(np.float64)) * along(mask, pe_axis)
-    params = {"acceleration": acceleration, "centre_fraction": centre_frac, "pe_axis": pe_axis,
+    params: dict[str, ParamValue] = {"acceleration": acceleration, "centre_fraction": centre_frac, "pe_axis": pe_axis,
               "lines_kept": int(mask.sum()), "lines_total": n, "reconstruction": "zero-filled magnitude"}
     return Degraded("mr_undersample", np.abs(ifft2c(k)), params)
 
@@ -50,6 +50,6 @@ def simulate_truncation(image: np.ndarray, keep_fraction: float) -> Degraded:
     k = fft2c(image.astype(np.float64))
     for axis in (0, 1):
         k = k * along(centre_lines(image.shape[axis], keep_fraction), axis)
-    params = {"keep_fraction": keep_fraction, "matrix": [max(1, int(round(s * keep_fraction)))
+    params: dict[str, ParamValue] = {"keep_fraction": keep_fraction, "matrix": [max(1, int(round(s * keep_fraction)))
                                                          for s in image.shape], "window": "rectangular"}
     return Degraded("mr_truncation", np.abs(ifft2c(k)), params)

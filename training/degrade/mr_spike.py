@@ -11,7 +11,7 @@ import logging
 
 import numpy as np
 
-from mediqa.training.degrade.base import Degraded
+from mediqa.training.degrade.base import Degraded, ParamValue
 from mediqa.training.degrade.kspace import fft2c, ifft2c
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,6 @@ def simulate_spike(image: np.ndarray, rng: np.random.Generator, relative_amplitu
         phase = float(rng.uniform(0.0, 2.0 * np.pi))
         k[row, col] += relative_amplitude * peak * np.exp(1j * phase)
         spikes.append({"row": row, "col": col, "phase": phase})
-    params = {"relative_amplitude": relative_amplitude, "n_spikes": n_spikes, "k_peak": peak,
+    params: dict[str, ParamValue] = {"relative_amplitude": relative_amplitude, "n_spikes": n_spikes, "k_peak": peak,
               "min_radius": min_radius, "spikes": spikes}
     return Degraded("mr_spike", np.abs(ifft2c(k)), params)
