@@ -87,7 +87,7 @@ def read_model_info(path: str | Path) -> ModelInfo:
         raise ModelError(f"model file {path} does not exist", "pass the path of an exported .onnx model")
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError / ValueError / OSError variants
+    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError / ValueError / OSError variants
         raise ModelError(f"{path} is not a readable ONNX model: {exc}") from None
     initializers = {init.name for init in model.graph.initializer}
 

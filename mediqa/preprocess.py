@@ -150,10 +150,8 @@ def prepare(slices: np.ndarray, modality: str, card: ModelCard, *, rng: np.rando
     size = card.preprocessing.crop_size
     norm = normalise(slices, modality, card, mr_norm)
     if positions is None:
-        if modality.upper() == "CT":
-            tissue = np.asarray(slices) > CT_TISSUE_HU
-        else:
-            tissue = norm[:, 0] > MR_TISSUE_LEVEL
+        is_ct = modality.upper() == "CT"
+        tissue = np.asarray(slices) > CT_TISSUE_HU if is_ct else norm[:, 0] > MR_TISSUE_LEVEL
         positions = crop_positions(_pad(norm, size, PAD_VALUE), _pad(tissue, size, False), card, rng)
     norm = _pad(norm, size, PAD_VALUE)
     batch = np.stack([norm[p.slice, :, p.y:p.y + size, p.x:p.x + size] for p in positions]).astype(np.float32)

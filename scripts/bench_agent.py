@@ -260,7 +260,7 @@ def scenario_burst(root: Path) -> dict[str, float]:
     for i, src in enumerate(sources):
         uid_of[str(pydicom.dcmread(next(src.iterdir()), stop_before_pixels=True).SeriesInstanceUID)] = i
     latency = sorted(float(r["created"]) - last[uid_of[str(r["series_uid"])]] for r in results)  # type: ignore[arg-type]
-    main_names = {k for k in after if k.startswith("python") or k.startswith("mediqa")}
+    main_names = {k for k in after if k.startswith(("python", "mediqa"))}
     other = sum(after[k] - before.get(k, 0.0) for k in after if k not in main_names)
     return {"burst_p50_s": statistics.median(latency), "burst_p90_s": latency[int(0.9 * (len(latency) - 1))],
             "burst_max_s": latency[-1], "burst_goal_ct_s": 5.0 + 2.0, "burst_goal_mr_s": 10.0 + 2.0,

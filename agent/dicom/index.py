@@ -191,10 +191,10 @@ def _checked_size(ds: Dataset, rows: int, columns: int, pixels: _Pixels, limits:
         if pixels.length < announced:
             raise _skip("header_limits", f"pixel data holds {pixels.length} bytes, the header announces "
                         f"{announced} (Rows x Columns x SamplesPerPixel x BitsAllocated/8 x NumberOfFrames)")
-    elif pixels.fragments is not None and not _meta(ds, "TransferSyntaxUID").startswith(_VIDEO_SYNTAX_PREFIX):
-        if pixels.fragments < frames:  # each frame has at least one fragment of its own (PS3.5 A.4)
-            raise _skip("header_limits", f"NumberOfFrames {frames} but the compressed pixel data has "
-                        f"{pixels.fragments} fragment(s)")
+    elif (pixels.fragments is not None and not _meta(ds, "TransferSyntaxUID").startswith(_VIDEO_SYNTAX_PREFIX)
+          and pixels.fragments < frames):  # each frame has at least one fragment of its own (PS3.5 A.4)
+        raise _skip("header_limits", f"NumberOfFrames {frames} but the compressed pixel data has "
+                    f"{pixels.fragments} fragment(s)")
     return frames
 
 

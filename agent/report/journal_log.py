@@ -146,7 +146,7 @@ class JournalHandler(logging.Handler):
             self.failures += 1
             if self.fallback is not None:
                 self.fallback.handle(record)
-        except Exception:  # a formatting bug: logging's own error report, never a crash
+        except Exception:  # noqa: BLE001 - a formatting bug: logging's own error report, never a crash
             self.handleError(record)
 
     def close(self) -> None:

@@ -416,5 +416,5 @@ def _address_allowed(address: str, networks: tuple[ipaddress.IPv4Network | ipadd
 def _call(callback: Callable[..., None], *args: Any) -> None:
     try:
         callback(*args)
-    except Exception as exc:  # the file is durable; the agent's reconciliation scan will find it
+    except Exception as exc:  # noqa: BLE001 - the file is durable; the agent's reconciliation scan finds it
         log.error("DICOM node callback %s failed: %s", getattr(callback, "__name__", "?"), type(exc).__name__)

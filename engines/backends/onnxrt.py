@@ -75,7 +75,7 @@ class OrtBackend(Backend):
             providers = ["CPUExecutionProvider"]
         try:
             session = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=providers)
-        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/RuntimeException types
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/RuntimeException types
             raise Skip("load", f"onnxruntime could not load {self.model_path.name}: {exc}") from None
         if self.provider == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
             raise Skip("gpu", "onnxruntime's CUDA provider did not initialise (no GPU or driver/CUDA mismatch)",

@@ -15,9 +15,9 @@ from mediqa.agent.dicom.records import (
 
 
 def _record(**kw) -> InstanceRecord:
-    base = dict(path="/export/a", size=1, mtime_ns=1, sop_instance_uid="1.2.3.1", series_uid="1.2.3",
-                study_uid="1.2", sop_class_uid="1.2.840.10008.5.1.4.1.1.2", transfer_syntax="1.2.840.10008.1.2.1",
-                modality="CT")
+    base = {"path": "/export/a", "size": 1, "mtime_ns": 1, "sop_instance_uid": "1.2.3.1", "series_uid": "1.2.3",
+            "study_uid": "1.2", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2",
+            "transfer_syntax": "1.2.840.10008.1.2.1", "modality": "CT"}
     return InstanceRecord(**{**base, **kw})
 
 

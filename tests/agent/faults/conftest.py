@@ -12,7 +12,7 @@ import pytest
 if os.path.dirname(__file__) not in sys.path:  # the generator module beside the tests (any import mode)
     sys.path.insert(0, os.path.dirname(__file__))
 
-from poison import DEEP, good_ct, good_enhanced_mr, make_deep_tree, remove_tree  # noqa: E402
+from poison import DEEP, good_ct, good_enhanced_mr, make_deep_tree, remove_tree
 
 
 @pytest.fixture

@@ -47,9 +47,10 @@ def test_every_shared_series_has_its_expected_prompt(shared_layouts: dict[str, S
 
 def _layout(n: int = 3, **fields: object) -> SeriesLayout:
     """A synthetic header-only series; ``fields`` override InstanceRecord attributes."""
-    base = dict(path="x", size=1, mtime_ns=0, sop_instance_uid="", series_uid="1.2", study_uid="1",
-                sop_class_uid="1.2.840.10008.5.1.4.1.1.4", transfer_syntax="1.2.840.10008.1.2.1", modality="MR",
-                rows=64, columns=64)
+    base: dict[str, object] = {
+        "path": "x", "size": 1, "mtime_ns": 0, "sop_instance_uid": "", "series_uid": "1.2", "study_uid": "1",
+        "sop_class_uid": "1.2.840.10008.5.1.4.1.1.4", "transfer_syntax": "1.2.840.10008.1.2.1", "modality": "MR",
+        "rows": 64, "columns": 64}
     base.update(fields)
     records = [InstanceRecord(**{**base, "path": f"f{i}", "sop_instance_uid": f"1.{i}", "instance_number": i + 1,
                                  "frames": (FrameGeometry((0.0, 0.0, float(i)), (1, 0, 0, 0, 1, 0)),)})
