@@ -177,7 +177,7 @@ def test_refusals_say_what_to_fix(sr_file, series):
 
 
 def _get(port: int, path: str) -> Any:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:  # noqa: S310 (loopback)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
         return json.loads(r.read())
 
 

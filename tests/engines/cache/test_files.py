@@ -48,8 +48,7 @@ def test_lock_excludes_a_second_process(tmp_path):
 
 def test_lock_is_released_on_exception(tmp_path):
     lock = tmp_path / ".lock"
-    with pytest.raises(RuntimeError):
-        with FileLock(lock):
-            raise RuntimeError("build failed")
+    with pytest.raises(RuntimeError), FileLock(lock):
+        raise RuntimeError("build failed")
     with FileLock(lock, timeout_s=0.1):
         pass
