@@ -7,6 +7,10 @@ only this module composes them.
 
 Series score = importance-weighted mean of slice scores; the worst slice and its position are
 reported too, because motion or artefacts often hit only part of a volume.
+
+A chosen slice that cannot be decoded (a damaged file, one gone since it was indexed) does not sink the
+series: it is scored on the slices that could be read, and its result says how many could not
+(``notices``). When a series cannot be measured at all, ``unscored_result`` is its one result all the same.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -22,10 +26,13 @@ from mediqa.agent.config import AgentConfig
 from mediqa.agent.dicom.decode import SliceKey
 from mediqa.agent.dicom.records import InstanceRecord
 from mediqa.agent.dicom.volume import SeriesLayout, plan_series
+from mediqa.agent.report.privacy import clean_text
 from mediqa.agent.scoring.base import Scorer, SeriesInput, SeriesResult, WorstSlice
 from mediqa.agent.scoring.decision import decide
 from mediqa.agent.select.prompts import prompt_for
 from mediqa.agent.select.saliency import saliency_from_store, select_slices
+from mediqa.agent.select.selection import Selection
+from mediqa.errors import SeriesError
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +51,31 @@ def series_input(layout: SeriesLayout, *, slices: int, selection: str = "salient
     """What a scorer sees: the chosen slices, decoded (only those) in physical units, and the prompt.
 
     ``stored_saliency`` holds values computed as instances arrived; slices it lacks are computed here.
+    Slices that cannot be decoded are left out (``notices`` says how many); none readable is a ``SeriesError``.
     """
-    saliency = None
-    if selection == "salient" and stored_saliency is not None:
-        saliency = saliency_from_store(layout, stored_saliency)
-    chosen = select_slices(layout, k=slices, method=selection, saliency=saliency)
-    pixels = layout.read_slices(chosen.indices)
-    return SeriesInput(layout=layout, selection=chosen, slices=pixels, prompt=prompt_for(layout, vocabulary=vocabulary))
+    notices: list[str] = []
+    try:
+        saliency = None
+        if selection == "salient" and stored_saliency is not None:
+            saliency = saliency_from_store(layout, stored_saliency)
+        chosen = select_slices(layout, k=slices, method=selection, saliency=saliency)
+    except Exception as exc:
+        if selection != "salient":
+            raise
+        log.info("series %s: salient selection failed (%s): fixed slices", layout.series_key, type(exc).__name__)
+        chosen = select_slices(layout, k=slices, method="fixed")
+    part = layout.read_partial(chosen.indices)
+    if not part.indices:
+        raise SeriesError(part.error_message("chosen slices could not be read") or "no slice could be read")
+    if part.failed:  # scored on the slices that could be read, and the result says so
+        weights = dict(zip(chosen.indices, chosen.weights, strict=True))
+        kept = [weights[i] for i in part.indices]
+        total = sum(kept)
+        chosen = replace(chosen, indices=part.indices,
+                         weights=tuple(w / total for w in kept) if total > 0 else tuple(1.0 / len(kept) for _ in kept))
+        notices.append(clean_text(part.error_message("scored slices could not be decoded"), 200))
+    return SeriesInput(layout=layout, selection=chosen, slices=part.pixels,
+                       prompt=prompt_for(layout, vocabulary=vocabulary), notices=tuple(notices))
 
 
 def analyse_series(records: Sequence[InstanceRecord] | SeriesLayout, scorer: Scorer, config: AgentConfig, *,
@@ -85,8 +110,28 @@ def analyse_series(records: Sequence[InstanceRecord] | SeriesLayout, scorer: Sco
         selection=selection, prompt=inputs.prompt, measures=dict(raw.measures), scorer=scorer.name,
         backend=scorer.backend, threshold=verdict.threshold,
         processing_ms=(time.perf_counter() - started) * 1000.0, warnings=layout.warnings,
+        notices=inputs.notices,
     )
     return Analysis(layout, result)
+
+
+def unscored_result(records: Sequence[InstanceRecord], reasons: Sequence[str], *, scorer: Scorer | None = None,
+                    decision: str = "unscored", series_uid: str = "", series_key: str = "", modality: str = "",
+                    notices: Sequence[str] = (), processing_ms: float = 0.0) -> SeriesResult:
+    """The one result of a complete series that could not be measured (``unscored``) or was skipped on
+    purpose (``skipped``), built from what its headers say (a series with no readable file: its uid)."""
+    first = min(records, key=lambda r: (r.instance_number or 0, r.path)) if records else None
+    uid = first.series_uid if first else series_uid
+    return SeriesResult(
+        series_uid=uid, series_key=first.series_key if first else (series_key or uid),
+        modality=(first.modality if first else modality) or "", series_number=first.series_number if first else None,
+        series_description=first.series_description if first else "",
+        n_instances=len({r.sop_instance_uid for r in records}), n_slices=0, score=float("nan"), decision=decision,
+        reasons=tuple(clean_text(r) for r in reasons), worst=None, slice_scores=(),
+        selection=Selection(indices=(), weights=(), method="none"), prompt={}, measures={},
+        scorer=scorer.name if scorer else "", backend=scorer.backend if scorer else "", threshold={},
+        processing_ms=processing_ms, notices=tuple(notices),
+    )
 
 
 def _attributes(layout: SeriesLayout, prompt: Mapping[str, str]) -> dict[str, str]:

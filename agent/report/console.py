@@ -1,16 +1,22 @@
 """The live line per series that ``mediqa watch`` prints, and the retake highlight.
 
 No patient names or IDs: the line shows series number, description, counts, score and decision.
+Header text (the description, reasons built from it) passes ``clean_text`` first: a control character
+in a SeriesDescription cannot move the cursor, erase a line or start a new one. An unscored series
+shows ``n/a`` and why; a skipped one ``skipped`` and why; notices ("27 of 28 images could be read") are
+on the line too; a result shown only after a restart says "(shown late)".
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from mediqa.agent.report.privacy import clean_text
 from mediqa.agent.scoring.base import SeriesResult
 
 log = logging.getLogger("mediqa.alert")
@@ -28,16 +34,26 @@ def use_color(setting: str, stream: TextIO) -> bool:
 
 def format_line(result: SeriesResult, color: bool = False) -> str:
     number = f"#{result.series_number}" if result.series_number is not None else "#?"
-    desc = (result.series_description or "(no description)")[:32]
-    decision = {"retake": "RETAKE", "unscored": "n/a"}.get(result.decision, "ok")
-    why = f"  {'; '.join(result.reasons[:2])}" if result.reasons else ""
-    text = (f"{number:>5} {desc:<32} {result.modality:<3} {result.n_slices:>4} sl  "
-            f"score {result.score:4.2f}  {decision:<6}{why}  [{result.processing_ms:.0f} ms, {result.scorer}]")
+    desc = clean_text(result.series_description or "(no description)", 32)
+    decision = {"retake": "RETAKE", "unscored": "n/a", "skipped": "skipped"}.get(result.decision, "ok")
+    notes = [*result.reasons[:2], *result.notices]
+    why = f"  {clean_text('; '.join(notes), 240)}" if notes else ""
+    late = "  (shown late)" if result.shown_late else ""
+    text = (f"{number:>5} {desc:<32} {clean_text(result.modality, 3):<3} {result.n_slices:>4} sl  "
+            f"score {score_text(result.score)}  {decision:<6}{why}  [{result.processing_ms:.0f} ms, "
+            f"{clean_text(result.scorer, 40)}]{late}")
     if not color:
         return text
     if result.decision == "retake":
         return f"{_RED_BOLD} RETAKE {_RESET} {text}"
+    if result.decision in ("unscored", "skipped"):
+        return f"{_DIM}{text}{_RESET}"
     return f"{_GREEN}{text}{_RESET}"
+
+
+def score_text(score: float | None) -> str:
+    """A score for a line: two decimals, or ``n/a`` (unscored: NaN, or null in JSON)."""
+    return f"{score:4.2f}" if score is not None and math.isfinite(score) else " n/a"
 
 
 class ConsoleReporter:
@@ -49,16 +65,22 @@ class ConsoleReporter:
 
     def __call__(self, result: SeriesResult, result_id: int) -> None:
         print(format_line(result, self.color), file=self.stream, flush=True)
+        reasons = clean_text("; ".join([*result.reasons, *result.notices]), 240)
         if result.decision == "retake":
-            log.warning("RETAKE suggested: series %s (%s, #%s) score %.2f: %s [result %d]", result.series_key,
-                        result.modality, result.series_number, result.score, "; ".join(result.reasons), result_id)
+            log.warning("RETAKE suggested: series %s (%s, #%s) score %s: %s [result %d]", result.series_key,
+                        clean_text(result.modality, 3), result.series_number, score_text(result.score).strip(),
+                        reasons, result_id)
+        elif result.decision == "unscored":
+            log.warning("series %s (%s, #%s) could not be scored: %s [result %d]", result.series_key,
+                        clean_text(result.modality, 3), result.series_number, reasons, result_id)
 
     def remind(self, live_retakes: Sequence[Mapping[str, Any]]) -> int:
         """At start: the retake alerts nobody acknowledged yet (``mediqa alerts --ack ID`` clears one)."""
         open_alerts = [a for a in live_retakes if not a.get("acknowledged")]
         for a in open_alerts:
             text = (f"unacknowledged RETAKE [{a['result_id']}]: #{a.get('series_number')} "
-                    f"{a.get('series_description', '')[:32]} {a.get('modality')} score {a.get('score', 0):.2f}: "
-                    f"{'; '.join(a.get('reasons', [])[:2])}")
+                    f"{clean_text(a.get('series_description') or '', 32)} {clean_text(a.get('modality') or '', 3)} "
+                    f"score {score_text(a.get('score')).strip()}: "
+                    f"{clean_text('; '.join(a.get('reasons', [])[:2]), 240)}")
             print(f"{_RED_BOLD} RETAKE {_RESET} {text}" if self.color else text, file=self.stream, flush=True)
         return len(open_alerts)

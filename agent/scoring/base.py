@@ -8,6 +8,7 @@ Scores use one scale everywhere: 0 (bad) .. 4 (excellent), higher is better.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ class SeriesInput:
     selection: Selection
     slices: np.ndarray  # float32 [K, H, W] in physical units (HU for CT), K = len(selection.indices)
     prompt: Mapping[str, str]  # dimension, modality, anatomy, image_type (values or "unknown")
+    notices: tuple[str, ...] = ()  # what the result must say about how its slices were read
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,19 @@ class WorstSlice:
     rank: int  # 1-based position among the layout's slices, in anatomical order
 
 
+DECISIONS = ("ok", "retake", "unscored", "skipped")
+
+
 @dataclass(frozen=True)
 class SeriesResult:
-    """The answer for one series. Identifiers are kept for the database, never logged."""
+    """The answer for one series. Identifiers are kept for the database, never logged.
+
+    ``decision`` is ``ok`` or ``retake`` (measured), ``unscored`` (complete, but it could not be
+    measured: ``reasons`` says why, ``score`` is NaN) or ``skipped`` (every file was skipped on purpose:
+    a localizer, derived images; ``reasons`` says which). ``notices`` are what the technologist must
+    know besides the verdict ("27 of 28 images could be read"); they are shown on the console line.
+    ``shown_late`` is presentation only (a line printed after a restart) and is not stored.
+    """
 
     series_uid: str
     series_key: str
@@ -67,7 +79,7 @@ class SeriesResult:
     n_instances: int
     n_slices: int
     score: float
-    decision: str  # "ok", "retake", or "unscored" (could not be measured)
+    decision: str  # one of DECISIONS
     reasons: tuple[str, ...]
     worst: WorstSlice | None
     slice_scores: tuple[float, ...]
@@ -79,9 +91,11 @@ class SeriesResult:
     threshold: Mapping[str, Any]
     processing_ms: float
     warnings: tuple[str, ...] = ()
+    notices: tuple[str, ...] = ()
+    shown_late: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """Machine-readable form (``mediqa score --json``, results.jsonl)."""
+        """Machine-readable form (``mediqa score --json``, results.jsonl). A NaN (unscored) is ``null``."""
         return {
             "series_uid": self.series_uid,
             "series_key": self.series_key,
@@ -90,21 +104,55 @@ class SeriesResult:
             "series_description": self.series_description,
             "instances": self.n_instances,
             "slices": self.n_slices,
-            "score": round(self.score, 3),
+            "score": _num(self.score, 3),
             "decision": self.decision,
             "reasons": list(self.reasons),
             "worst_slice": None if self.worst is None else {
-                "index": self.worst.index, "position_mm": round(self.worst.position_mm, 2),
-                "score": round(self.worst.score, 3), "rank": self.worst.rank},
-            "slice_scores": [round(s, 3) for s in self.slice_scores],
+                "index": self.worst.index, "position_mm": _num(self.worst.position_mm, 2),
+                "score": _num(self.worst.score, 3), "rank": self.worst.rank},
+            "slice_scores": [_num(s, 3) for s in self.slice_scores],
             "selected_slices": list(self.selection.indices),
             "slice_weights": [round(w, 4) for w in self.selection.weights],
             "selection_method": self.selection.method,
             "prompt": dict(self.prompt),
-            "measures": {k: round(float(v), 4) for k, v in self.measures.items()},
+            "measures": {k: _num(float(v), 4) for k, v in self.measures.items()},
             "scorer": self.scorer,
             "backend": self.backend,
             "threshold": dict(self.threshold),
             "processing_ms": round(self.processing_ms, 1),
             "warnings": list(self.warnings),
+            "notices": list(self.notices),
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SeriesResult:
+        """Inverse of ``to_json`` (as far as it goes: rounded values, a null score back to NaN)."""
+        worst = data.get("worst_slice")
+        return cls(
+            series_uid=str(data.get("series_uid", "")), series_key=str(data.get("series_key", "")),
+            modality=str(data.get("modality") or ""), series_number=data.get("series_number"),
+            series_description=str(data.get("series_description") or ""),
+            n_instances=int(data.get("instances") or 0), n_slices=int(data.get("slices") or 0),
+            score=_float(data.get("score")), decision=str(data.get("decision", "unscored")),
+            reasons=tuple(data.get("reasons") or ()),
+            worst=None if not worst else WorstSlice(index=int(worst["index"]), position_mm=_float(worst["position_mm"]),
+                                                   score=_float(worst["score"]), rank=int(worst["rank"])),
+            slice_scores=tuple(_float(s) for s in data.get("slice_scores") or ()),
+            selection=Selection(indices=tuple(data.get("selected_slices") or ()),
+                                weights=tuple(data.get("slice_weights") or ()),
+                                method=str(data.get("selection_method", "salient"))),
+            prompt=dict(data.get("prompt") or {}),
+            measures={k: _float(v) for k, v in (data.get("measures") or {}).items()},
+            scorer=str(data.get("scorer", "")), backend=str(data.get("backend", "")),
+            threshold=dict(data.get("threshold") or {}), processing_ms=float(data.get("processing_ms") or 0.0),
+            warnings=tuple(data.get("warnings") or ()), notices=tuple(data.get("notices") or ()),
+        )
+
+
+def _num(value: float, digits: int) -> float | None:
+    """A rounded number for JSON, or None for NaN/inf (JSON has no NaN)."""
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def _float(value: Any) -> float:
+    return float("nan") if value is None else float(value)

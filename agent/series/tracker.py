@@ -1,26 +1,40 @@
 """Series completion state, persisted in the state database (``StateDB``) so a restart resumes where it stopped.
 
-States: open -> complete -> scored; a late instance turns ``scored`` into ``reopened`` (treated as
-open), and the new result supersedes the old one. The tracker owns time through an injected clock,
-so tests advance time instead of sleeping. There is no end-of-series marker in DICOM: a series is
-complete after a quiet period (per modality) or early when an expected count is known and reached.
+States: open -> complete -> scored; a late instance, or an instance whose file content changed (its
+crc32 differs), turns ``scored`` into ``reopened`` (treated as open), and the new result supersedes
+the old one. The tracker owns time through an injected clock, so tests advance time instead of
+sleeping. There is no end-of-series marker in DICOM: a series is complete after a quiet period (per
+modality) or early when an expected count is known and reached; the agent may ``hold`` a series that
+would be complete (files of its folders still pending, files changed since they were read).
+
+Every change to a series' instances bumps its ``changes`` counter: a result is recorded only for the
+exact set it was computed from (``mark_scored`` compares it). Skipped files are remembered with the
+series they named (``DicomSkip.series_uid``), so a series whose every file was skipped is still a
+series (with no instances) that gets its one "skipped" result, and a scored one can say how many of
+its images could not be read.
+
+Paths are stored bytes-safe (``db_path``): any file name the OS gives can be recorded.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from mediqa.agent.config import CompletionConfig
-from mediqa.agent.dicom.records import InstanceRecord, record_from_json, record_to_json
-from mediqa.agent.state.db import StateDB
+from mediqa.agent.dicom.records import InstanceRecord, record_from_json, record_to_json, series_key
+from mediqa.agent.state.db import StateDB, db_path, path_from_db
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+
+# Skip reasons that are a choice about the whole series (not a failure to read one of its images).
+FILTER_REASONS = frozenset({"derived", "localizer", "not_ct_mr_image", "dicomdir"})
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,34 @@ class SeriesState:
     last_arrival: float
     completed_at: float | None
     generation: int
+    changes: int = 0  # bumped by every change to its instances (the guard of ``mark_scored``)
+    attempts: int = 0  # scoring attempts not finished (a process that died while scoring it)
+
+
+@dataclass
+class FileOutcome:
+    """What reading one stable file gave: a record (and its content digest), or a skip.
+
+    ``status`` is set by ``SeriesTracker.apply``: ``new``, ``duplicate`` (the instance is already known
+    from another file), ``unchanged`` (same content again), ``changed`` (same instance, new content),
+    ``retry`` (read it again later) or ``skipped`` (final).
+    """
+
+    path: str
+    size: int
+    mtime_ns: int
+    record: InstanceRecord | None = None
+    record_json: str = ""
+    crc: int | None = None
+    reason: str = ""
+    detail: str = ""
+    retry: bool = False
+    series_uid: str | None = None
+    status: str = ""
+    attempts: int = 0
+
+
+FileRow = tuple[int, int, str, str | None, int, int | None]  # size, mtime_ns, status, reason, attempts, crc
 
 
 class SeriesTracker:
@@ -46,89 +88,215 @@ class SeriesTracker:
         self._clock = clock
 
     # --- files -------------------------------------------------------------------------------
+    def file_row(self, path: str) -> FileRow | None:
+        row = self.db.query_one("SELECT size, mtime_ns, status, reason, attempts, crc FROM files WHERE path=?",
+                                (db_path(path),))
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4], row[5])
+
     def file_known(self, path: str, size: int, mtime_ns: int) -> bool:
         """True when this exact file version was already indexed or finally skipped."""
-        row = self.db.query_one("SELECT size, mtime_ns, status FROM files WHERE path=?", (path,))
-        return row is not None and row[0] == size and row[1] == mtime_ns and row[2] in ("indexed", "skipped")
+        return _known(self.file_row(path), size, mtime_ns)
 
-    def record_skip(self, path: str, size: int, mtime_ns: int, reason: str, final: bool) -> int:
+    def record_skip(self, path: str, size: int, mtime_ns: int, reason: str, final: bool,
+                    series_uid: str | None = None) -> int:
+        """One skip on its own (``apply`` records many at once); returns the attempts so far."""
+        out = FileOutcome(path, size, mtime_ns, reason=reason, retry=not final, series_uid=series_uid)
+        self.apply([out], max_retries=1 if final else 1 << 30)
+        return out.attempts
+
+    def apply(self, outcomes: Sequence[FileOutcome], max_retries: int = 20) -> None:
+        """Record a batch of read files in one transaction (sets each ``status``).
+
+        Each file is its own savepoint: a file whose record cannot be stored (a bug, an odd value) becomes
+        a final skip ``internal: <type>`` and the others are recorded; only a database error (full,
+        corrupt) fails the whole batch, which then stays pending for the caller.
+        """
+        now = self._clock()
         with self.db.transaction() as db:
-            row = db.execute("SELECT attempts FROM files WHERE path=?", (path,)).fetchone()
-            attempts = (row[0] if row else 0) + 1
-            db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)",
-                       (path, size, mtime_ns, "skipped" if final else "retry", reason, attempts))
-        return attempts
+            for out in outcomes:
+                db.execute("SAVEPOINT one_file")
+                try:
+                    out.status = self._index(db, out, now) if out.record is not None else \
+                        self._skip(db, out, now, max_retries)
+                except sqlite3.Error:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one file's bug is that file's skip, never the batch's
+                    db.execute("ROLLBACK TO one_file")
+                    log.error("a file could not be recorded (%s): skipped", type(exc).__name__)
+                    out.record, out.retry, out.reason = None, False, f"internal: {type(exc).__name__}"
+                    out.status = self._skip(db, out, now, max_retries)
+                db.execute("RELEASE one_file")
+
+    def _skip(self, db: sqlite3.Connection, out: FileOutcome, now: float, max_retries: int) -> str:
+        path = db_path(out.path)
+        row = db.execute("SELECT attempts FROM files WHERE path=?", (path,)).fetchone()
+        out.attempts = (row[0] if row else 0) + 1
+        final = not out.retry or out.attempts >= max_retries
+        db.execute("INSERT OR REPLACE INTO files (path, size, mtime_ns, status, reason, attempts, series_uid, crc) "
+                   "VALUES (?,?,?,?,?,?,?,NULL)", (path, out.size, out.mtime_ns, "skipped" if final else "retry",
+                                                  out.reason, out.attempts, out.series_uid))
+        if not final:
+            return "retry"
+        self._forget_instances_at(db, path, "", now)  # it held an instance before: it no longer does
+        if out.series_uid:
+            self._note_skip(db, out.series_uid, out.reason, now)
+        return "skipped"
+
+    def _note_skip(self, db: sqlite3.Connection, uid: str, reason: str, now: float) -> None:
+        """A file of series ``uid`` was skipped for good: the series exists (maybe with no instance)."""
+        row = db.execute("SELECT state FROM series WHERE series_uid=?", (uid,)).fetchone()
+        if row is None:
+            db.execute("INSERT INTO series (series_uid, series_key, modality, state, instances, expected, "
+                       "first_arrival, last_arrival) VALUES (?,?,?,?,0,NULL,?,?)",
+                       (uid, series_key(uid), "", "open", now, now))
+        elif row[0] in ("open", "reopened"):
+            db.execute("UPDATE series SET last_arrival=MAX(last_arrival, ?), changes=changes+1 WHERE series_uid=?",
+                       (now, uid))
+        elif reason not in FILTER_REASONS:  # an image of a scored series turned out unreadable: say so anew
+            log.info("series %s re-opened: one of its images cannot be read", series_key(uid))
+            db.execute("UPDATE series SET state='reopened', last_arrival=?, changes=changes+1 WHERE series_uid=?",
+                       (now, uid))
 
     # --- instances -----------------------------------------------------------------------------
-    def add(self, record: InstanceRecord) -> bool:
+    def add(self, record: InstanceRecord, crc: int | None = None) -> bool:
         """Register an indexed instance; returns False for a duplicate (same SOP instance again)."""
-        return self.add_many([record])[0]
+        return self.add_many([record], [crc])[0]
 
-    def add_many(self, records: list[InstanceRecord]) -> list[bool]:
+    def add_many(self, records: list[InstanceRecord], crcs: Sequence[int | None] | None = None) -> list[bool]:
         """Register several instances in one transaction (one commit per batch keeps indexing fast)."""
-        now = self._clock()
-        added = []
-        with self.db.transaction() as db:
-            for record in records:
-                added.append(self._add(db, record, now))
-        return added
+        outs = [FileOutcome(r.path, r.size, r.mtime_ns, record=r, record_json=record_to_json(r),
+                            crc=crcs[i] if crcs else None) for i, r in enumerate(records)]
+        self.apply(outs)
+        return [o.status == "new" for o in outs]
 
-    def _add(self, db: sqlite3.Connection, record: InstanceRecord, now: float) -> bool:
-        db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,0)",
-                   (record.path, record.size, record.mtime_ns, "indexed", None))
-        if db.execute("SELECT 1 FROM instances WHERE sop_uid=?", (record.sop_instance_uid,)).fetchone():
-            return False
-        db.execute("INSERT INTO instances VALUES (?,?,?,?,?)",
-                   (record.sop_instance_uid, record.series_uid, record.path, record_to_json(record), now))
-        row = db.execute("SELECT state FROM series WHERE series_uid=?", (record.series_uid,)).fetchone()
+    def _index(self, db: sqlite3.Connection, out: FileOutcome, now: float) -> str:
+        record = out.record
+        assert record is not None
+        text = out.record_json or record_to_json(record)
+        path = db_path(record.path)
+        sop, uid = record.sop_instance_uid, record.series_uid
+        db.execute("INSERT OR REPLACE INTO files (path, size, mtime_ns, status, reason, attempts, series_uid, crc) "
+                   "VALUES (?,?,?,'indexed',NULL,0,?,?)", (path, out.size, out.mtime_ns, uid, out.crc))
+        self._forget_instances_at(db, path, sop, now)  # another instance was in this file before
+        existing = db.execute("SELECT path, crc, record, series_uid FROM instances WHERE sop_uid=?", (sop,)).fetchone()
+        if existing is not None:
+            old_path, old_crc, old_text, old_uid = existing
+            if bytes(old_path) != path:
+                return "duplicate"  # the same instance again, in another file
+            same = old_crc == out.crc if (old_crc is not None and out.crc is not None) else old_text == text
+            db.execute("UPDATE instances SET record=?, crc=? WHERE sop_uid=?", (text, out.crc, sop))
+            if same:
+                return "unchanged"  # touched, or copied again: the content is what was scored
+            db.execute("DELETE FROM slice_saliency WHERE path=?", (path,))
+            db.execute("UPDATE instances SET arrived=? WHERE sop_uid=?", (now, sop))
+            self._changed(db, old_uid, now)
+            log.info("series %s: the content of one of its files changed", series_key(old_uid))
+            return "changed"
+        db.execute("INSERT INTO instances (sop_uid, series_uid, path, record, arrived, crc) VALUES (?,?,?,?,?,?)",
+                   (sop, uid, path, text, now, out.crc))
+        row = db.execute("SELECT state FROM series WHERE series_uid=?", (uid,)).fetchone()
         expected = _expected_count(record)
         if row is None:
-            db.execute("INSERT INTO series VALUES (?,?,?,?,?,?,?,?,NULL,NULL,0)",
-                       (record.series_uid, record.series_key, record.modality, "open", 1, expected, now, now))
-            return True
+            db.execute("INSERT INTO series (series_uid, series_key, modality, state, instances, expected, "
+                       "first_arrival, last_arrival) VALUES (?,?,?,?,?,?,?,?)",
+                       (uid, record.series_key, record.modality, "open", 1, expected, now, now))
+            return "new"
         state = row[0]
         if state in ("scored", "complete"):
             state = "reopened"
             log.info("series %s re-opened by a late instance", record.series_key)
-        db.execute("UPDATE series SET state=?, instances=instances+1, last_arrival=?, "
-                   "expected=COALESCE(?, expected) WHERE series_uid=?",
-                   (state, now, expected, record.series_uid))
-        return True
+        db.execute("UPDATE series SET state=?, modality=CASE WHEN instances=0 THEN ? ELSE modality END, "
+                   "instances=instances+1, last_arrival=?, expected=COALESCE(?, expected), changes=changes+1 "
+                   "WHERE series_uid=?", (state, record.modality, now, expected, uid))
+        return "new"
+
+    def _changed(self, db: sqlite3.Connection, uid: str, now: float) -> None:
+        db.execute("UPDATE series SET changes=changes+1, last_arrival=MAX(last_arrival, ?), "
+                   "state=CASE WHEN state IN ('scored','complete') THEN 'reopened' ELSE state END "
+                   "WHERE series_uid=?", (now, uid))
+
+    def _forget_instances_at(self, db: sqlite3.Connection, path: bytes, keep_sop: str, now: float) -> None:
+        """Instances recorded at ``path`` other than ``keep_sop``: the file holds something else now."""
+        rows = db.execute("SELECT sop_uid, series_uid FROM instances WHERE path=? AND sop_uid<>?",
+                          (path, keep_sop)).fetchall()
+        for sop, uid in rows:
+            db.execute("DELETE FROM instances WHERE sop_uid=?", (sop,))
+            db.execute("UPDATE series SET instances=MAX(0, instances-1) WHERE series_uid=?", (uid,))
+            self._changed(db, uid, now)
+        if rows:
+            db.execute("DELETE FROM slice_saliency WHERE path=?", (path,))
 
     def store_saliency(self, series_uid: str, values: dict[tuple[str, int | None, int | None], float]) -> None:
         """Per-slice saliency computed as instances arrive (key: path, frame, tile; -1 stands for None)."""
         with self.db.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO slice_saliency VALUES (?,?,?,?,?)",
-                           [(p, -1 if f is None else f, -1 if t is None else t, series_uid, v)
+                           [(db_path(p), -1 if f is None else f, -1 if t is None else t, series_uid, v)
                             for (p, f, t), v in values.items()])
 
     def saliency(self, series_uid: str) -> dict[tuple[str, int | None, int | None], float]:
         rows = self.db.query("SELECT path, frame, tile, value FROM slice_saliency WHERE series_uid=?", (series_uid,))
-        return {(p, None if f < 0 else f, None if t < 0 else t): v for p, f, t, v in rows}
+        return {(path_from_db(p), None if f < 0 else f, None if t < 0 else t): v for p, f, t, v in rows}
 
     def records(self, series_uid: str) -> list[InstanceRecord]:
-        rows = self.db.query("SELECT record FROM instances WHERE series_uid=? ORDER BY arrived", (series_uid,))
+        rows = self.db.query("SELECT record FROM instances WHERE series_uid=? ORDER BY arrived, rowid", (series_uid,))
         return [record_from_json(r[0]) for r in rows]
 
+    def content(self, series_uid: str) -> list[tuple[str, int | None]]:
+        """(SOP instance UID, crc32) of each instance: what a result was computed from."""
+        rows = self.db.query("SELECT sop_uid, crc FROM instances WHERE series_uid=? ORDER BY sop_uid", (series_uid,))
+        return [(str(sop), crc) for sop, crc in rows]
+
+    def indexed_files(self, series_uid: str) -> list[tuple[str, int, int]]:
+        """(path, size, mtime_ns) of each file indexed for the series, as they were when read."""
+        rows = self.db.query("SELECT path, size, mtime_ns FROM files WHERE series_uid=? AND status='indexed'",
+                             (series_uid,))
+        return [(path_from_db(p), size, mtime) for p, size, mtime in rows]
+
+    def folders(self, series_uid: str) -> set[str]:
+        """The folders holding the series' files (indexed or skipped)."""
+        rows = self.db.query("SELECT path FROM files WHERE series_uid=?", (series_uid,))
+        return {os.path.dirname(path_from_db(p)) for (p,) in rows}
+
+    def skip_counts(self, series_uid: str) -> dict[str, int]:
+        """Files of the series skipped for good, per reason."""
+        rows = self.db.query("SELECT reason, COUNT(*) FROM files WHERE series_uid=? AND status='skipped' "
+                             "GROUP BY reason ORDER BY reason", (series_uid,))
+        return {str(reason): int(n) for reason, n in rows}
+
     # --- completion ----------------------------------------------------------------------------
-    def due(self) -> list[SeriesState]:
-        """Open series that are complete now (quiet long enough, or expected count reached)."""
+    def due(self, hold: Callable[[SeriesState], bool] | None = None) -> list[SeriesState]:
+        """Series to score now: quiet long enough or the expected count reached (and not held), or
+        completed before a crash and not yet scored. ``hold(state)`` True keeps a series waiting."""
         now = self._clock()
         out = []
         for st in self._states("state IN ('open','reopened','complete')"):
-            if st.state == "complete":
-                out.append(st)  # completed before a crash, not yet scored
+            early = False
+            if st.state != "complete":
+                quiet = now - st.last_arrival >= self._completion.quiet_for(st.modality)
+                early = bool(self._completion.early_on_expected_count and st.expected is not None
+                             and st.instances >= st.expected)
+                if not (quiet or early):
+                    continue
+            if hold is not None and hold(st):
                 continue
-            quiet = now - st.last_arrival >= self._completion.quiet_for(st.modality)
-            early = (self._completion.early_on_expected_count and st.expected is not None
-                     and st.instances >= st.expected)
-            if quiet or early:
-                with self.db.transaction() as db:
-                    db.execute("UPDATE series SET state='complete', completed_at=? WHERE series_uid=?",
-                               (now, st.series_uid))
+            if st.state != "complete":
+                try:
+                    with self.db.transaction() as db:
+                        db.execute("UPDATE series SET state='complete', completed_at=? WHERE series_uid=? "
+                                   "AND changes=?", (now, st.series_uid, st.changes))
+                except sqlite3.OperationalError as exc:  # a full disk: complete all the same (``mark_scored``
+                    log.debug("series %s: completion not recorded (%s)", st.series_key, exc)  # checks changes)
                 log.debug("series %s complete (%s)", st.series_key, "expected count" if early else "quiet")
-                out.append(self.state(st.series_uid))  # type: ignore[arg-type]
+                st = replace(st, state="complete", completed_at=now)
+            out.append(st)
         return out
+
+    def begin_attempt(self, series_uid: str) -> int:
+        """Count a scoring attempt before it starts (reset when scored); returns the attempts so far."""
+        with self.db.transaction() as db:
+            db.execute("UPDATE series SET attempts=attempts+1 WHERE series_uid=?", (series_uid,))
+            row = db.execute("SELECT attempts FROM series WHERE series_uid=?", (series_uid,)).fetchone()
+        return int(row[0]) if row else 0
 
     def next_deadline(self) -> float | None:
         """Seconds until the earliest open series goes quiet (None when nothing is open)."""
@@ -137,11 +305,21 @@ class SeriesTracker:
                  for st in self._states("state IN ('open','reopened')")]
         return max(0.0, min(waits)) if waits else None
 
-    def mark_scored(self, db: sqlite3.Connection, series_uid: str, generation: int) -> bool:
-        """Inside the caller's transaction (with the result row): scored, unless new instances came."""
-        cur = db.execute("UPDATE series SET state='scored', scored_at=?, generation=generation+1 "
-                         "WHERE series_uid=? AND state='complete' AND generation=?",
-                         (self._clock(), series_uid, generation))
+    def mark_scored(self, db: sqlite3.Connection, series_uid: str, generation: int,
+                    changes: int | None = None) -> bool:
+        """Inside the caller's transaction (with the result row): scored, unless its instances changed.
+
+        With ``changes`` (the counter the result was computed at) the series may still read open (its
+        completion could not be written: a full disk): what counts is that nothing changed since.
+        """
+        if changes is None:
+            cur = db.execute("UPDATE series SET state='scored', scored_at=?, generation=generation+1, attempts=0 "
+                             "WHERE series_uid=? AND state='complete' AND generation=?",
+                             (self._clock(), series_uid, generation))
+        else:
+            cur = db.execute("UPDATE series SET state='scored', scored_at=?, generation=generation+1, attempts=0 "
+                             "WHERE series_uid=? AND state IN ('complete','open','reopened') AND generation=? "
+                             "AND changes=?", (self._clock(), series_uid, generation, changes))
         return cur.rowcount == 1
 
     def state(self, series_uid: str) -> SeriesState | None:
@@ -154,8 +332,12 @@ class SeriesTracker:
     def _states(self, where: str, args: tuple[object, ...] = ()) -> list[SeriesState]:
         rows = self.db.query(
             "SELECT series_uid, series_key, modality, state, instances, expected, first_arrival, last_arrival, "
-            f"completed_at, generation FROM series WHERE {where} ORDER BY first_arrival", args)
+            f"completed_at, generation, changes, attempts FROM series WHERE {where} ORDER BY first_arrival", args)
         return [SeriesState(*row) for row in rows]
+
+
+def _known(row: FileRow | None, size: int, mtime_ns: int) -> bool:
+    return row is not None and row[0] == size and row[1] == mtime_ns and row[2] in ("indexed", "skipped")
 
 
 def _expected_count(record: InstanceRecord) -> int | None:

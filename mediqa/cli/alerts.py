@@ -15,7 +15,7 @@ again when it restarts, so a crash never hides an alert.
 
 examples:
   mediqa alerts                    live, unacknowledged retake alerts
-  mediqa alerts --all              every live result (ok and retake), acknowledged or not
+  mediqa alerts --all              every live result (ok, retake, unscored, skipped), acknowledged or not
   mediqa alerts --ack 12           acknowledge alert 12 (recorded with your user name and the time)
 """
 
@@ -23,13 +23,16 @@ examples:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("alerts", help="list live retake alerts; acknowledge one", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--all", action="store_true", help="all live results, not only unacknowledged retakes")
+    p.add_argument("--all", action="store_true",
+                   help="all live results (ok, retake, unscored, skipped), not only unacknowledged retakes")
     p.add_argument("--ack", type=int, metavar="ID", help="acknowledge the alert with this result id")
     add_config_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from mediqa.agent.report.console import score_text
+    from mediqa.agent.report.privacy import clean_text
     from mediqa.agent.report.store import open_store
     from mediqa.errors import MediqaError
 
@@ -49,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         when = time.strftime("%H:%M:%S", time.localtime(r["created"])) if r.get("created") else "--:--:--"
         ack = " (acknowledged)" if r["acknowledged"] else ""
-        print(f"[{r['result_id']:>4}] {when} #{r.get('series_number')} {r.get('series_description', '')[:32]:<32} "
-              f"{r['modality']:<3} score {r['score']:.2f} {r['decision'].upper()}{ack}: {'; '.join(r['reasons'][:2])}")
+        why = clean_text("; ".join([*r.get("reasons", [])[:2], *r.get("notices", [])]), 240)
+        print(f"[{r['result_id']:>4}] {when} #{r.get('series_number')} "
+              f"{clean_text(r.get('series_description') or '', 32):<32} {clean_text(r.get('modality') or '', 3):<3} "
+              f"score {score_text(r.get('score')).strip()} {clean_text(str(r['decision']), 12).upper()}{ack}: {why}")
     return 0

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mediqa.agent.config import AgentConfig, load_config
+from mediqa.errors import ConfigError
 
 log = logging.getLogger("mediqa")
 
@@ -31,8 +32,15 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> AgentConfig:
     if getattr(args, "scorer", None):
         overrides["scoring.scorer"] = args.scorer
     for item in getattr(args, "set", []) or []:
-        key, _, value = item.partition("=")
-        overrides[key.strip()] = yaml.safe_load(value)
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--set {item!r} is not KEY=VALUE", "e.g. --set completion.quiet_period_s.CT=3")
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:  # a tag (!!python/...), an unclosed quote: one line, never a traceback
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise ConfigError(f"--set {key.strip()}: not a plain YAML value ({' '.join(str(problem).split())})",
+                              "give a number, a word or a quoted string; tags are not accepted") from None
     config = load_config(getattr(args, "config", None), overrides)
     configure_logging(getattr(args, "verbose", 0), config.log_level)
     return config
@@ -64,8 +72,6 @@ def log_config(config: AgentConfig) -> None:
 
 
 def ensure_folder(path: str | None, config: AgentConfig) -> Path:
-    from mediqa.errors import ConfigError
-
     chosen = path or config.watch.folder
     if not chosen:
         raise ConfigError("no export folder given", "pass --folder DIR or set watch.folder in the config")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 
@@ -35,25 +36,40 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mediqa.agent.report.console import ConsoleReporter
+    from mediqa.agent.report.privacy import PathScrubber
     from mediqa.agent.scoring.factory import make_scorer
-    from mediqa.agent.service import Agent
+    from mediqa.agent.service import Agent, check_paths
 
+    os.umask(0o077)  # everything the agent creates (state, results, engines) is owner-only
     config = config_from_args(args)
     folder = ensure_folder(args.folder, config)
-    log_config(config)
-    scorer = make_scorer(config)
-    log.info("scorer %s on %s ready", scorer.name, scorer.backend)
-    reporter = ConsoleReporter(config.report.color)
-    agent = Agent(config, scorer, folder, on_result=reporter)
-    reporter.remind(agent.store.live("retake"))  # a restart never hides an unacknowledged alert
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    if args.exit_when_idle is not None:
-        threading.Thread(target=_stop_when_idle, args=(agent, stop, args.exit_when_idle), daemon=True).start()
-    agent.run(stop, watch=True)
-    log.info("stopped")
-    return 0
+    check_paths(config, folder)  # before the scorer: nothing is built or written inside the export folder
+    scrubber = PathScrubber([str(folder.resolve())])
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:  # no export path in a log line or traceback, from here to the end
+        handler.addFilter(scrubber)
+    try:
+        log_config(config)
+        scorer = make_scorer(config)
+        log.info("scorer %s on %s ready", scorer.name, scorer.backend)
+        reporter = ConsoleReporter(config.report.color)
+        agent = Agent(config, scorer, folder, on_result=reporter)
+        reporter.remind(agent.store.live("retake"))  # a restart never hides an unacknowledged alert
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        if args.exit_when_idle is not None:
+            threading.Thread(target=_stop_when_idle, args=(agent, stop, args.exit_when_idle), daemon=True).start()
+        agent.run(stop, watch=True)
+        health = agent.health()
+        agent.close()
+        if health.status != "ok":
+            log.warning("stopped while degraded: %s", "; ".join(health.reasons))
+        log.info("stopped")
+        return 0
+    finally:
+        for handler in handlers:
+            handler.removeFilter(scrubber)
 
 
 def _stop_when_idle(agent: object, stop: threading.Event, seconds: float) -> None:

@@ -57,7 +57,7 @@ def test_newer_version_refused_before_anything_is_written(tmp_path):
     conn.commit()
     conn.close()
     before = path.read_bytes()
-    with pytest.raises(ConfigError, match=r"schema version 7, newer than this agent knows \(1\)"):
+    with pytest.raises(ConfigError, match=r"schema version 7, newer than this agent knows \(2\)"):
         StateDB.open(path)
     assert path.read_bytes() == before  # not even switched to WAL
 
@@ -80,7 +80,7 @@ def test_a_migration_blocked_by_another_process_says_so(tmp_path):
 def test_transaction_rolls_back_on_error(tmp_path):
     with StateDB.open(tmp_path / "s.sqlite") as db:
         with pytest.raises(RuntimeError), db.transaction() as tx:
-            tx.execute("INSERT INTO files VALUES ('a', 1, 1, 'indexed', NULL, 0)")
+            tx.execute("INSERT INTO files (path, size, mtime_ns, status) VALUES (x'61', 1, 1, 'indexed')")
             raise RuntimeError("boom")
         assert db.query("SELECT * FROM files") == []
 
@@ -101,7 +101,8 @@ def test_queries_from_another_thread_are_serialised(tmp_path):
         t.start()
         for i in range(200):
             with db.transaction() as tx:
-                tx.execute("INSERT INTO files VALUES (?, 1, 1, 'indexed', NULL, 0)", (str(i),))
+                tx.execute("INSERT INTO files (path, size, mtime_ns, status) VALUES (?, 1, 1, 'indexed')",
+                           (str(i).encode(),))
         t.join()
         assert not errors and db.query_one("SELECT COUNT(*) FROM files") == (200,)
 

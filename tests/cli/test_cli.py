@@ -136,3 +136,61 @@ def test_verbose_flags_and_config_level(tmp_path):
         assert root.level == logging.DEBUG
     finally:
         root.setLevel(before)
+
+
+def test_a_yaml_tag_in_set_is_one_line_exit_1(tmp_path, capsys):
+    (tmp_path / "export").mkdir()
+    rc = main(["watch", "--folder", str(tmp_path / "export"), "--state-dir", str(tmp_path / "s"),
+               "--set", "x=!!python/object:os.system"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("mediqa watch: error:") and err.count("\n") == 1, err
+
+
+def test_watch_keeps_its_state_private(tmp_path, capsys):
+    import os
+    import stat
+
+    from mediqa.agent.samples import write_phantom_ct
+
+    write_phantom_ct(tmp_path / "export" / "a", noise_hu=5.0, seed=0, slices=4, size=96)
+    before = os.umask(0o022)
+    try:
+        rc = main(["watch", "--folder", str(tmp_path / "export"), "--state-dir", str(tmp_path / "s"),
+                   "--scorer", "classical", "--set", "completion.quiet_period_s.default=0.3",
+                   "--set", "completion.quiet_period_s.CT=0.3", "--exit-when-idle", "0.5"])
+        assert os.umask(0o022) == 0o077  # set at start
+    finally:
+        os.umask(before)
+    assert rc == 0 and "Phantom standard dose" in capsys.readouterr().out
+    assert stat.S_IMODE(os.stat(tmp_path / "s").st_mode) == 0o700
+    for name in ("state.sqlite", "results.jsonl"):
+        assert stat.S_IMODE(os.stat(tmp_path / "s" / name).st_mode) == 0o600, name
+
+
+def test_watch_opens_no_network_connection(tmp_path):
+    """The agent's loop talks to nobody: no AF_INET/AF_INET6 socket connects, listens or sends while it
+    watches and scores (importing pydicom makes urllib3 bind a probe socket to ::1 once; that is all)."""
+    from mediqa.agent.samples import write_phantom_ct
+
+    write_phantom_ct(tmp_path / "export" / "a", noise_hu=5.0, seed=0, slices=4, size=96)
+    argv = ["watch", "--folder", str(tmp_path / "export"), "--state-dir", str(tmp_path / "s"), "--scorer",
+            "classical", "--set", "completion.quiet_period_s.default=0.3", "--set", "completion.quiet_period_s.CT=0.3",
+            "--exit-when-idle", "0.5"]
+    code = ("import socket\n"
+            "used = []\n"
+            "def spy(name):\n"
+            "    real = getattr(socket.socket, name)\n"
+            "    def call(self, *a, **k):\n"
+            "        if self.family in (socket.AF_INET, socket.AF_INET6):\n"
+            "            used.append(name)\n"
+            "        return real(self, *a, **k)\n"
+            "    setattr(socket.socket, name, call)\n"
+            "for name in ('connect', 'connect_ex', 'listen', 'send', 'sendto', 'sendall'):\n"
+            "    spy(name)\n"
+            "from mediqa.cli.main import main\n"
+            f"rc = main({argv!r})\n"
+            "print('NET', used, rc)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Phantom standard dose" in run.stdout
+    assert run.stdout.strip().splitlines()[-1] == "NET [] 0"
