@@ -103,7 +103,9 @@ def _read_header(path: str, skip_derived: bool, skip_localizers: bool, limits: H
     try:
         return _checked_record(path, st, ds, pixels, skip_derived, skip_localizers, limits)
     except DicomSkip as skip:
-        if skip.reason in _FAULTS and skip.series_uid is None:
+        # Named for faults ("27 of 28 images could be read") and for policy skips (a localizer or derived
+        # series is reported once as skipped, not silently dropped); the tracker tells the two apart.
+        if skip.series_uid is None:
             skip.series_uid = series_uid
         raise
     except INTERRUPTS:
@@ -112,8 +114,6 @@ def _read_header(path: str, skip_derived: bool, skip_localizers: bool, limits: H
         raise DicomSkip("malformed_header", _describe(exc, path), series_uid=series_uid) from None
 
 
-# Skips that mean "an image of this series that could not be read" (the others are policy: not an image).
-_FAULTS = frozenset({"malformed_header", "header_limits", "no_pixels"})
 # Video syntaxes: one fragment may hold many frames (elsewhere each frame has at least one fragment).
 _VIDEO_SYNTAX_PREFIX = "1.2.840.10008.1.2.4.10"
 

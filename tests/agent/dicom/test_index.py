@@ -98,3 +98,21 @@ def test_permission_denied(tmp_path, shared_dicom):
     with pytest.raises(DicomSkip) as exc:
         read_header(p)
     assert exc.value.reason == "permission_denied"
+
+
+@pytest.mark.parametrize("image_type,reason", [(["ORIGINAL", "PRIMARY", "LOCALIZER"], "localizer"),
+                                                (["DERIVED", "SECONDARY", "MPR"], "derived")])
+def test_policy_skips_name_their_series(tmp_path, image_type, reason):
+    """A skipped localizer/derived file names its series, so the series is reported once as skipped."""
+    import pydicom
+
+    from mediqa.agent.samples import write_phantom_ct
+
+    write_phantom_ct(tmp_path / "s", noise_hu=4.0, seed=0, slices=1, size=32)
+    path = next((tmp_path / "s").iterdir())
+    ds = pydicom.dcmread(path)
+    ds.ImageType = image_type
+    ds.save_as(path)
+    with pytest.raises(DicomSkip) as exc:
+        read_header(path)
+    assert exc.value.reason == reason and exc.value.series_uid == str(ds.SeriesInstanceUID)
