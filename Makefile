@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup demo test test-fast lint bench eval clean deb lock
+.PHONY: setup system-deps demo test test-fast lint bench eval clean deb lock
 
 setup: $(VENV)/.installed
 
@@ -18,6 +18,17 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(VENV)/bin/mediqa demo
+
+# Debian tools the tests talk to (real DICOM peers, a real browser, shellcheck for the packaging scripts).
+# Quick when present; installs only as root (CI); elsewhere their tests skip with a message.
+SYSTEM_TOOLS = storescu:dcmtk Orthanc:orthanc chromium:chromium shellcheck:shellcheck
+system-deps:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do tool=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $$pkg"; done; \
+	if [ -z "$$missing" ]; then echo "system tools present"; \
+	elif [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "not root: tests needing$$missing will skip"; fi
 
 test: setup
 	$(PY) -m pytest -q

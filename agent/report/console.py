@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from mediqa.agent.report.journal_log import log_result, stream_is_journal
 from mediqa.agent.report.privacy import clean_text
 from mediqa.agent.scoring.base import SeriesResult
 
@@ -57,13 +58,22 @@ def score_text(score: float | None) -> str:
 
 
 class ConsoleReporter:
-    """Prints one line per result; a retake is also a WARNING log line (for journald / service logs)."""
+    """Prints one line per result; a retake is also a WARNING log line (for journald / service logs).
 
-    def __init__(self, color_setting: str = "auto", stream: TextIO | None = None) -> None:
+    Under journald (stdout is the journal stream) the line is logged instead of printed, once, at the
+    priority journald filters on (a RETAKE or an unscored series at warning) and with its fields, so
+    ``journalctl -p warning`` shows every retake and nothing is duplicated.
+    """
+
+    def __init__(self, color_setting: str = "auto", stream: TextIO | None = None, journal: bool | None = None) -> None:
         self.stream = stream or sys.stdout
-        self.color = use_color(color_setting, self.stream)
+        self.journal = stream_is_journal(self.stream) if journal is None else journal
+        self.color = use_color(color_setting, self.stream) and not self.journal
 
     def __call__(self, result: SeriesResult, result_id: int) -> None:
+        if self.journal:
+            log_result(log, {**result.to_json(), "result_id": result_id}, format_line(result))
+            return
         print(format_line(result, self.color), file=self.stream, flush=True)
         reasons = clean_text("; ".join([*result.reasons, *result.notices]), 240)
         if result.decision == "retake":

@@ -232,10 +232,10 @@ def result_fields(result: Mapping[str, Any]) -> dict[str, str]:
 
 
 def log_result(logger: logging.Logger, result: Mapping[str, Any], line: str) -> None:
-    """Log one result line: WARNING for a RETAKE (priority 4), INFO otherwise, with its fields.
+    """Log one result line: WARNING for a RETAKE or an unscored series (priority 4), INFO otherwise.
 
     ``result`` is the result as a mapping (``result_id`` or ``id``, ``series_key``, ``decision``,
     ``score``, ``modality``, ``scorer``); ``line`` is the console line (colour codes are removed).
     """
-    level = logging.WARNING if result.get("decision") == "retake" else logging.INFO
+    level = logging.WARNING if result.get("decision") in ("retake", "unscored") else logging.INFO
     logger.log(level, "%s", _ANSI.sub("", line), extra={"journal_fields": result_fields(result)}, stacklevel=2)
