@@ -35,13 +35,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mediqa.agent.report import systemd_notify
     from mediqa.agent.report.console import ConsoleReporter
+    from mediqa.agent.report.journal_log import configure_service_logging, stream_is_journal
     from mediqa.agent.report.privacy import PathScrubber
     from mediqa.agent.scoring.factory import make_scorer
     from mediqa.agent.service import Agent, check_paths
 
     os.umask(0o077)  # everything the agent creates (state, results, engines) is owner-only
     config = config_from_args(args)
+    if stream_is_journal():  # under systemd: priorities and fields journald understands, no ANSI noise
+        configure_service_logging(logging.getLogger().level)
     folder = ensure_folder(args.folder, config)
     check_paths(config, folder)  # before the scorer: nothing is built or written inside the export folder
     scrubber = PathScrubber([str(folder.resolve())])
@@ -56,8 +60,15 @@ def run(args: argparse.Namespace) -> int:
         agent = Agent(config, scorer, folder, on_result=reporter)
         reporter.remind(agent.store.live("retake"))  # a restart never hides an unacknowledged alert
         stop = threading.Event()
+
+        def on_signal(*_: object) -> None:
+            systemd_notify.stopping()
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+            signal.signal(sig, on_signal)
+        # READY=1 only now: the model is loaded and warmed up, the state DB open (Type=notify waits for it).
+        systemd_notify.ready(f"watching with {scorer.name} on {scorer.backend}")
         if args.exit_when_idle is not None:
             threading.Thread(target=_stop_when_idle, args=(agent, stop, args.exit_when_idle), daemon=True).start()
         agent.run(stop, watch=True)
