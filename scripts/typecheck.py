@@ -13,6 +13,7 @@ back to the repository's own (``build/typecheck/mediqa/agent/x.py`` -> ``agent/x
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -31,14 +32,20 @@ def layers() -> list[str]:
 
 
 def build_tree() -> Path:
-    shutil.rmtree(TREE, ignore_errors=True)
+    """Links for every module of the root package and every layer; idempotent, so two runs can overlap."""
     package = TREE / ROOT
-    package.mkdir(parents=True)
-    for entry in sorted((REPO / ROOT).iterdir()):
-        if entry.name != "__pycache__":
-            os.symlink(entry, package / entry.name)
-    for layer in layers():
-        os.symlink(REPO / layer, package / layer)
+    package.mkdir(parents=True, exist_ok=True)
+    wanted = {e.name: e for e in (REPO / ROOT).iterdir() if e.name != "__pycache__"}
+    wanted.update({layer: REPO / layer for layer in layers()})
+    for link in package.iterdir():
+        if link.name not in wanted or not link.is_symlink() or Path(os.readlink(link)) != wanted[link.name]:
+            if link.is_dir() and not link.is_symlink():
+                shutil.rmtree(link)
+            else:
+                link.unlink(missing_ok=True)
+    for name, target in wanted.items():
+        with contextlib.suppress(FileExistsError):  # another run made it a moment ago
+            os.symlink(target, package / name)
     return package
 
 
