@@ -55,6 +55,12 @@ class IngestConfig:
 class CompletionConfig:
     quiet_period_s: Mapping[str, float] = field(default_factory=lambda: {"default": 10.0, "CT": 5.0, "MR": 10.0})
     early_on_expected_count: bool = True
+    # Opt-in: end the quiet period early once the series' own arrival rhythm has clearly stopped (a silence of
+    # adaptive_k x the median gap between its files, and longer than its longest pause), never before
+    # adaptive_min_s; a late file re-opens the series and supersedes the result (agent/loop/rhythm.py).
+    adaptive: bool = False
+    adaptive_k: float = 10.0
+    adaptive_min_s: float = 2.0
 
     def quiet_for(self, modality: str) -> float:
         return float(self.quiet_period_s.get(modality, self.quiet_period_s.get("default", 10.0)))
@@ -93,6 +99,7 @@ class ScoringConfig:
     selection: str = "salient"  # salient or fixed (MedIQA's released index rule)
     engine_cache: str = ""  # empty = <state_dir>/engines
     build_engines: bool = False  # never build on a clinical console unless asked to
+    allow_unevaluated_model: bool = False  # run a model whose card lacks an evaluation or misses its floor (WARNING)
 
 
 @dataclass(frozen=True)
@@ -186,8 +193,60 @@ def _check(cfg: AgentConfig) -> None:
         if interval <= 0:
             raise ConfigError(f"{name} must be positive, got {interval}")
     for key, quiet in cfg.completion.quiet_period_s.items():
+        _check_key(f"completion.quiet_period_s.{key}", key, ("default", *MODALITIES))
         if quiet < 0:
             raise ConfigError(f"completion.quiet_period_s.{key} must not be negative")
-    for i, rule in enumerate(cfg.thresholds.rules):
+    _check_thresholds(cfg.thresholds)
+
+
+# The attributes a threshold rule can match: exactly what ``agent/pipeline.py:_attributes`` hands the
+# decision (a test keeps the two equal). A key outside them would never match: an error, not a silent no-op.
+RULE_ATTRIBUTES: tuple[str, ...] = (
+    "modality", "series_description", "protocol_name", "body_part", "manufacturer",
+    "dimension", "anatomy", "image_type",
+    "prompt_dimension", "prompt_modality", "prompt_anatomy", "prompt_image_type",
+)
+SCORE_SCALE = (0.0, 4.0)  # thresholds live on the score's own scale
+
+
+def _check_key(where: str, key: str, allowed: tuple[str, ...]) -> None:
+    """A mapping key that must be one of ``allowed``: the error names it and the nearest valid one."""
+    if key in allowed:
+        return
+    import difflib
+
+    near = difflib.get_close_matches(key, allowed, n=1) or [a for a in allowed if a.lower() == key.lower()]
+    hint = f"did you mean '{near[0]}'?" if near else f"use one of {', '.join(allowed)}"
+    raise ConfigError(f"{where}: '{key}' is not a known key here", hint)
+
+
+def _check_on_scale(where: str, value: float | None) -> None:
+    lo, hi = SCORE_SCALE
+    if value is not None and not lo <= value <= hi:
+        raise ConfigError(f"{where} = {value} is outside the score scale 0..4",
+                          "scores run from 0 (bad) to 4 (excellent); retake_below 2.0 is the default")
+
+
+def _check_thresholds(thresholds: ThresholdConfig) -> None:
+    """Every threshold on the 0..4 scale, modality keys known, every rule's regexes compiling on real keys."""
+    import re
+
+    for name, threshold in (("default", thresholds.default),
+                            *((f"modality.{m}", t) for m, t in thresholds.modality.items())):
+        if name.startswith("modality."):
+            _check_key(f"thresholds.{name}", name.partition(".")[2], MODALITIES)
+        _check_on_scale(f"thresholds.{name}.retake_below", threshold.retake_below)
+        _check_on_scale(f"thresholds.{name}.worst_slice_below", threshold.worst_slice_below)
+    for i, rule in enumerate(thresholds.rules):
+        where = f"thresholds.rules[{i}]" + (f" ({rule.name})" if rule.name else "")
         if not rule.match:
-            raise ConfigError(f"thresholds.rules[{i}].match is empty", "name at least one attribute regex")
+            raise ConfigError(f"{where}.match is empty", "name at least one attribute regex")
+        for key, pattern in rule.match.items():
+            _check_key(f"{where}.match", key, RULE_ATTRIBUTES)
+            try:
+                re.compile(str(pattern))
+            except re.error as exc:
+                raise ConfigError(f"{where}.match.{key}: {pattern!r} is not a valid regular expression ({exc})",
+                                  "quote it in the YAML and check brackets and escapes") from None
+        _check_on_scale(f"{where}.retake_below", rule.retake_below)
+        _check_on_scale(f"{where}.worst_slice_below", rule.worst_slice_below)

@@ -27,7 +27,7 @@ from mediqa.agent.dicom.decode import SliceKey
 from mediqa.agent.dicom.records import InstanceRecord
 from mediqa.agent.dicom.volume import SeriesLayout, plan_series
 from mediqa.agent.report.privacy import clean_text
-from mediqa.agent.scoring.base import Scorer, SeriesInput, SeriesResult, WorstSlice
+from mediqa.agent.scoring.base import Scorer, SeriesInput, SeriesResult, WorstSlice, provenance_fields
 from mediqa.agent.scoring.decision import decide
 from mediqa.agent.select.prompts import prompt_for
 from mediqa.agent.select.saliency import saliency_from_store, select_slices
@@ -110,7 +110,7 @@ def analyse_series(records: Sequence[InstanceRecord] | SeriesLayout, scorer: Sco
         selection=selection, prompt=inputs.prompt, measures=dict(raw.measures), scorer=scorer.name,
         backend=scorer.backend, threshold=verdict.threshold,
         processing_ms=(time.perf_counter() - started) * 1000.0, warnings=layout.warnings,
-        notices=inputs.notices,
+        notices=inputs.notices, **provenance_fields(scorer),
     )
     return Analysis(layout, result)
 
@@ -130,7 +130,7 @@ def unscored_result(records: Sequence[InstanceRecord], reasons: Sequence[str], *
         reasons=tuple(clean_text(r) for r in reasons), worst=None, slice_scores=(),
         selection=Selection(indices=(), weights=(), method="none"), prompt={}, measures={},
         scorer=scorer.name if scorer else "", backend=scorer.backend if scorer else "", threshold={},
-        processing_ms=processing_ms, notices=tuple(notices),
+        processing_ms=processing_ms, notices=tuple(notices), **(provenance_fields(scorer) if scorer else {}),
     )
 
 

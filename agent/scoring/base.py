@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mediqa import __version__ as AGENT_VERSION
 from mediqa.agent.dicom.volume import SeriesLayout
 from mediqa.agent.select.selection import Selection
 
@@ -40,6 +41,20 @@ class SliceScores:
     explanations: Mapping[str, str] = field(default_factory=dict)  # measure -> plain words for the alert
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Which model and which agent produce a scorer's results, recorded with every result.
+
+    ``model_sha256`` is the SHA-256 of the model file as loaded (None when there is no model file: the
+    classical scorer); name and version come from the model card (the classical scorer: its own name).
+    """
+
+    model_name: str
+    model_version: str
+    model_sha256: str | None
+    agent_version: str = AGENT_VERSION
+
+
 class Scorer(Protocol):
     name: str
     backend: str
@@ -47,6 +62,16 @@ class Scorer(Protocol):
     def score(self, series: SeriesInput) -> SliceScores: ...
 
     def close(self) -> None: ...
+
+
+def provenance_fields(scorer: object) -> dict[str, Any]:
+    """The ``SeriesResult`` provenance fields for results of ``scorer`` (its ``provenance`` when it has one:
+    a scorer without one is named by its ``name`` and has no model hash)."""
+    p = getattr(scorer, "provenance", None)
+    if not isinstance(p, Provenance):
+        p = Provenance(str(getattr(scorer, "name", "") or ""), "", None)
+    return {"model_name": p.model_name, "model_version": p.model_version, "model_sha256": p.model_sha256,
+            "agent_version": p.agent_version}
 
 
 @dataclass(frozen=True)
@@ -69,6 +94,8 @@ class SeriesResult:
     a localizer, derived images; ``reasons`` says which). ``notices`` are what the technologist must
     know besides the verdict ("27 of 28 images could be read"); they are shown on the console line.
     ``shown_late`` is presentation only (a line printed after a restart) and is not stored.
+    ``model_*`` and ``agent_version`` say what produced it (``provenance_fields(scorer)``); a result read
+    back from a line written before they existed has them empty (``model_sha256`` None).
     """
 
     series_uid: str
@@ -93,6 +120,10 @@ class SeriesResult:
     warnings: tuple[str, ...] = ()
     notices: tuple[str, ...] = ()
     shown_late: bool = False
+    model_name: str = ""
+    model_version: str = ""
+    model_sha256: str | None = None
+    agent_version: str = AGENT_VERSION
 
     def to_json(self) -> dict[str, Any]:
         """Machine-readable form (``mediqa score --json``, results.jsonl). A NaN (unscored) is ``null``."""
@@ -118,6 +149,10 @@ class SeriesResult:
             "measures": {k: _num(float(v), 4) for k, v in self.measures.items()},
             "scorer": self.scorer,
             "backend": self.backend,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "model_sha256": self.model_sha256,
+            "agent_version": self.agent_version,
             "threshold": dict(self.threshold),
             "processing_ms": round(self.processing_ms, 1),
             "warnings": list(self.warnings),
@@ -146,6 +181,9 @@ class SeriesResult:
             scorer=str(data.get("scorer", "")), backend=str(data.get("backend", "")),
             threshold=dict(data.get("threshold") or {}), processing_ms=float(data.get("processing_ms") or 0.0),
             warnings=tuple(data.get("warnings") or ()), notices=tuple(data.get("notices") or ()),
+            model_name=str(data.get("model_name") or ""), model_version=str(data.get("model_version") or ""),
+            model_sha256=str(data["model_sha256"]) if data.get("model_sha256") else None,
+            agent_version=str(data.get("agent_version") or ""),
         )
 
 

@@ -16,7 +16,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from mediqa.agent.scoring.base import SCORE_MAX, SeriesInput, SliceScores
+from mediqa import __version__
+from mediqa.agent.scoring.base import SCORE_MAX, Provenance, SeriesInput, SliceScores
 from mediqa.measures import slice_noise_hu
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class ClassicalScorer:
 
     name = "classical"
     backend = "numpy"
+    provenance = Provenance(model_name="classical", model_version=__version__, model_sha256=None)  # no model file
 
     def score(self, series: SeriesInput) -> SliceScores:
         if series.layout.modality == "CT":

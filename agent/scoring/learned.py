@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mediqa.agent.config import AgentConfig
-from mediqa.agent.scoring.base import SeriesInput, SliceScores
-from mediqa.agent.scoring.models import resolve_model
+from mediqa.agent.scoring.base import Provenance, SeriesInput, SliceScores
+from mediqa.agent.scoring.models import file_sha256, gate_model, resolve_model
 from mediqa.model_card import ModelCard, read_card
 from mediqa.preprocess import prepare, prompt_indices
 
@@ -48,29 +48,39 @@ LOW_SNR = 10.0
 class LearnedScorer:
     name = "learned"
 
-    def __init__(self, model_path: Path, card: ModelCard, backend: Backend, skipped: list[SkipReason]) -> None:
+    def __init__(self, model_path: Path, card: ModelCard, backend: Backend, skipped: list[SkipReason], *,
+                 sha256: str | None = None, unevaluated: str | None = None) -> None:
         self.model_path = model_path
         self.card = card
         self._backend = backend
         self.skipped = skipped
         self.backend = backend.name
+        # Hashed once, at load: every result names the exact file that scored it.
+        self.provenance = Provenance(card.name, card.version, sha256 or file_sha256(model_path))
+        self.unevaluated = unevaluated  # what the deploy gate found wrong, when the override let it run
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> LearnedScorer:
+        """Load the configured model through the deploy gate (``gate_model``), on the first backend that works."""
         from mediqa.engines import select_backend
 
         model_path = resolve_model(config.scoring.model)
+        sha256 = file_sha256(model_path)
         card = read_card(model_path)
+        unevaluated = gate_model(card, model_path, bool(getattr(config.scoring, "allow_unevaluated_model", False)))
         backend, skipped = select_backend(model_path, config.scoring.backends, threads=config.scoring.threads,
                                           engine_cache=config.engine_cache_path, slices=config.scoring.slices,
                                           build_engines=config.scoring.build_engines)
-        scorer = cls(model_path, card, backend, skipped)
+        scorer = cls(model_path, card, backend, skipped, sha256=sha256, unevaluated=unevaluated)
         scorer._warm_up()
         return scorer
 
     def describe(self) -> str:
         skipped = "; ".join(f"{s.backend} skipped: {s.message}" for s in self.skipped)
-        text = f"{self.card.name} v{self.card.version} ({self.model_path.name})"
+        text = (f"{self.card.name} v{self.card.version} ({self.model_path.name}, "
+                f"sha256 {(self.provenance.model_sha256 or '')[:12]})")
+        if self.unevaluated:
+            text += " UNEVALUATED (allowed by scoring.allow_unevaluated_model)"
         return f"{text}; {skipped}" if skipped else text
 
     def _warm_up(self) -> None:

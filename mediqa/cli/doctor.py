@@ -25,6 +25,9 @@ examples:
 
 Check = tuple[str, str, str]  # (status: ok|warn|fail, what, detail / remedy)
 
+DEFAULT_LISTEN = "127.0.0.1:8765"  # console.listen when the config has no console block
+SERVICE_TIMEOUT_S = 2.0
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check config, folders, limits, backends and model",
@@ -36,16 +39,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mediqa.cli.common import config_from_args
+    from mediqa.cli.common import config_from_args, config_source
     from mediqa.errors import MediqaError
 
     checks: list[Check] = []
+    source = config_source(args)
     try:
         config = config_from_args(args)
     except MediqaError as exc:
-        checks.append(("fail", "config", str(exc)))
+        checks.append(("fail", "config", f"{source.describe()}: {exc}"))
         return _print(checks)
-    checks.append(("ok", "config", args.config or "packaged default (configs/agent.yaml)"))
+    checks.append(("ok", "config", source.describe()))
     if args.show_config:
         import yaml
 
@@ -55,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     checks.extend(_state_checks(config.state_path, Path(folder).expanduser() if folder else None))
     checks.extend(_inotify_checks())
     checks.extend(_scorer_checks(config))
+    checks.extend(_service_checks(config))
     return _print(checks)
 
 
@@ -87,7 +92,10 @@ def _state_checks(state: Path, folder: Path | None) -> list[Check]:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        return [("fail", "state dir", f"{state} is not writable ({exc.strerror}): fix permissions or state_dir")]
+        from mediqa.cli.common import permission_remedy
+
+        return [("fail", "state dir", f"{state} is not writable ({exc.strerror}): "
+                                      f"{permission_remedy('doctor')}, or set state_dir")]
     return [("ok", "state dir", f"{state} is writable")]
 
 
@@ -111,6 +119,8 @@ def _scorer_checks(config: AgentConfig) -> list[Check]:
     from mediqa.errors import MediqaError
 
     out: list[Check] = _model_checks(config)
+    if config.scoring.scorer == "learned" and any(c[1] == "model gate" and c[0] == "fail" for c in out):
+        return out  # refused: the agent would stop there too, nothing more to try
     try:
         scorer = make_scorer(config)
     except MediqaError as exc:
@@ -123,7 +133,7 @@ def _scorer_checks(config: AgentConfig) -> list[Check]:
 
 def _model_checks(config: AgentConfig) -> list[Check]:
     """The model and the backend chain, shown even when the classical scorer is configured."""
-    from mediqa.agent.scoring.models import resolve_model
+    from mediqa.agent.scoring.models import OVERRIDE, evaluation_problems, file_sha256, resolve_model
     from mediqa.engines import select_backend
     from mediqa.errors import MediqaError
     from mediqa.model_card import read_card
@@ -133,9 +143,24 @@ def _model_checks(config: AgentConfig) -> list[Check]:
     try:
         path = resolve_model(config.scoring.model)
         card = read_card(path)
-    except MediqaError as exc:
+        sha256 = file_sha256(path)
+    except (MediqaError, OSError) as exc:
         return [(bad, "model", str(exc))]
-    out: list[Check] = [("ok", "model", f"{path.name}: {card.name} v{card.version}, {card.score_label}")]
+    out: list[Check] = [("ok", "model", f"{path.name}: {card.name} v{card.version}, sha256 {sha256[:12]}, "
+                                        f"{card.score_label}")]
+    problems = evaluation_problems(card)
+    if not problems:
+        ev = card.metrics["evaluation"]
+        floor = ", ".join(f"{k} >= {v:g}" for k, v in ev["floor"].items())
+        data = "-".join(str(ev[k]) for k in ("dataset", "dataset_version") if ev.get(k))
+        out.append(("ok", "model gate", f"evaluated: quality SRCC {ev['quality']['srcc']:.3f} on "
+                                        f"{data or 'its evaluation set'} {ev.get('split', '')} (floor {floor})"))
+    elif getattr(config.scoring, "allow_unevaluated_model", False):
+        out.append(("warn", "model gate", f"UNEVALUATED model allowed by {OVERRIDE}: true: {'; '.join(problems)}; "
+                                          "remove the override once an evaluated model is deployed"))
+    else:
+        out.append((bad, "model gate", f"refused: {'; '.join(problems)} (deploy an evaluated model, or set "
+                                       f"{OVERRIDE}: true to run it anyway)"))
     try:
         backend, skipped = select_backend(path, config.scoring.backends, threads=config.scoring.threads,
                                           engine_cache=config.engine_cache_path, slices=config.scoring.slices)
@@ -148,6 +173,102 @@ def _model_checks(config: AgentConfig) -> list[Check]:
     out.append(("ok", "backend in use", backend.describe()))
     backend.close()
     return out
+
+
+def _service_checks(config: AgentConfig) -> list[Check]:
+    """A running agent, asked through its console's ``/healthz`` and ``/metrics`` (loopback only)."""
+    listen = str(getattr(getattr(config, "console", None), "listen", DEFAULT_LISTEN) or "")
+    if listen.strip().lower() in ("", "off", "no", "false"):
+        return [("ok", "service", "not checked: the console is off (console.listen: off)")]
+    host, sep, port = listen.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit():
+        return [("warn", "service", f"not checked: console.listen {listen!r} is not host:port")]
+    ask = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)  # a wildcard answers on loopback
+    if not _is_loopback(ask):
+        return [("warn", "service", f"not checked: console.listen {listen} is not a loopback address "
+                                    "(doctor only asks localhost)")]
+    base = f"http://{'[' + ask + ']' if ':' in ask else ask}:{int(port)}"
+    try:
+        code, body = _fetch(f"{base}/healthz", SERVICE_TIMEOUT_S)
+    except OSError as exc:
+        reason = getattr(exc, "reason", exc)
+        return [("warn", "service", f"not running (nothing answers on {base.removeprefix('http://')}: "
+                                    f"{_short(reason)}); start it with: sudo systemctl start mediqa-agent")]
+    health = _json_object(body)
+    status = str(health.get("status", ""))
+    if code == 200 and status == "ok":
+        out: list[Check] = [("ok", "service", f"running, healthy ({base}/healthz)")]
+    elif status == "degraded":
+        listed = health.get("reasons")
+        reasons = "; ".join(str(r) for r in listed) if isinstance(listed, list) and listed else "no reason given"
+        out = [("fail", "service", f"running but degraded: {reasons} (journalctl -u mediqa-agent -p warning)")]
+    else:
+        return [("warn", "service", f"{base}/healthz answered HTTP {code} without a MedIQA status: is something "
+                                    "else listening on that port?")]
+    try:
+        code, body = _fetch(f"{base}/metrics", SERVICE_TIMEOUT_S)
+    except OSError as exc:
+        return [*out, ("warn", "service metrics", f"{base}/metrics did not answer ({_short(exc)})")]
+    if code != 200:
+        return [*out, ("warn", "service metrics", f"{base}/metrics answered HTTP {code}")]
+    scored = _metric_total(body.decode("utf-8", "replace"), "mediqa_series_scored_total")
+    detail = f"{scored:g} series scored since start" if scored is not None else "answered (no series counter yet)"
+    return [*out, ("ok", "service metrics", detail)]
+
+
+def _fetch(url: str, timeout: float) -> tuple[int, bytes]:
+    """GET ``url`` (always a loopback one) with no proxy: (HTTP status, body). Raises ``OSError``."""
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through $http_proxy
+    try:
+        with opener.open(urllib.request.Request(url, headers={"Accept": "application/json"}), timeout=timeout) as r:
+            return int(r.status), r.read(1 << 20)
+    except urllib.error.HTTPError as exc:  # 503 degraded is an answer, not a failure
+        return int(exc.code), exc.read(1 << 20)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _json_object(body: bytes) -> dict[str, object]:
+    import json
+
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _metric_total(text: str, name: str) -> float | None:
+    """The sum of a Prometheus counter over its label sets (None when absent)."""
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        rest = line[len(name):] if line.startswith(name) else ""
+        if not rest or rest[0] not in "{ ":
+            continue
+        fields = (rest.rpartition("}")[2] if rest[0] == "{" else rest).split()  # value [timestamp]
+        try:
+            total += float(fields[0])
+            seen = True
+        except (IndexError, ValueError):
+            continue
+    return total if seen else None
+
+
+def _short(value: object) -> str:
+    return " ".join(str(value).split())[:120]
 
 
 def _filesystem_type(path: Path) -> str:

@@ -81,7 +81,8 @@ def _cache_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", metavar="DIR", help="engine cache (default: scoring.engine_cache, else "
                    "<state_dir>/engines)")
     p.add_argument("--gpu", type=int, default=0, metavar="N", help="CUDA device index (default 0)")
-    p.add_argument("--config", metavar="PATH", help="agent config (default: the packaged agent.yaml)")
+    p.add_argument("--config", metavar="PATH", help="agent config (default: $MEDIQA_CONFIG, else "
+                   "/etc/mediqa/agent.yaml when it exists, else the packaged agent.yaml): the service's engine cache")
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -98,9 +99,10 @@ logger = logging.getLogger(__name__)
 
 
 def _config(args: argparse.Namespace) -> AgentConfig:
-    from mediqa.agent.config import load_config
+    """The same config (and so state dir and engine cache) as the service and every other command."""
+    from mediqa.cli.common import config_source, load_config_source
 
-    return load_config(getattr(args, "config", None))
+    return load_config_source(config_source(args))
 
 
 def resolve_cache(args: argparse.Namespace) -> EngineCache:

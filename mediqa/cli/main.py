@@ -14,11 +14,17 @@ from collections.abc import Sequence
 
 from mediqa import __version__
 from mediqa.cli import alerts, data, demo, doctor, engine, export, replay, score, train, version, watch
-from mediqa.cli.common import configure_logging
-from mediqa.errors import MediqaError
+from mediqa.cli.common import configure_logging, permission_remedy
+from mediqa.errors import ConfigError, MediqaError
 
 # Order is the order shown in --help.
 COMMANDS = (watch, score, replay, demo, alerts, doctor, train, data, export, engine, version)
+
+# sysexits.h EX_CONFIG: what ``mediqa watch`` exits with on a configuration error, so the unit's
+# RestartPreventExitStatus=78 stops systemd from restarting a broken configuration forever.
+EX_CONFIG = 78
+# Commands run as services: a configuration error there is EX_CONFIG; elsewhere every user error is 1.
+SERVICE_COMMANDS = frozenset({"watch"})
 
 # Commands that need an optional extra, by the top-level module whose absence means the extra is missing.
 EXTRAS = {"train": ("torch", "train"), "eval": ("torch", "train"), "data": ("skimage", "train"),
@@ -57,9 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"mediqa {args.command}: error: {exc}", file=sys.stderr)
+        return EX_CONFIG if args.command in SERVICE_COMMANDS else 1
     except MediqaError as exc:
         print(f"mediqa {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except PermissionError as exc:  # one a command did not foresee: still one line, never a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"mediqa {args.command}: error: permission denied{where} ({permission_remedy(args.command)})",
+              file=sys.stderr)
+        return EX_CONFIG if args.command in SERVICE_COMMANDS else 1
     except ModuleNotFoundError as exc:
         extra = _missing_extra(args.command, exc)
         if extra is None:

@@ -46,8 +46,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_replay(src: Path, dest: Path, rate: float) -> None:
+    """SRC is only ever read: DEST equal to SRC, inside it or around it (after links and ``..``) is refused,
+    as is a negative rate. Raises ``MediqaError`` (one line)."""
+    from mediqa.errors import MediqaError
+
+    if not rate >= 0:  # also NaN
+        raise MediqaError(f"--rate {rate} is negative", "give files per second, or 0 for no limit")
+    source, target = src.resolve(), dest.resolve()
+    if src.is_dir() and (target == source or source in target.parents):
+        raise MediqaError(f"DEST {dest} is {'SRC' if target == source else 'inside SRC'} ({src})",
+                          "replay into a separate folder: SRC is only read, never written")
+    if target in source.parents:  # a file's own folder included: its copy would overwrite it
+        raise MediqaError(f"SRC {src} is inside DEST {dest}",
+                          "replay into a separate folder: SRC is only read, never written")
+
+
 def replay(src: Path, dest: Path, rate: float = 100.0, atomic: bool = False, chunk: int = 64 * 1024,
            sleep: Callable[[float], None] = time.sleep, on_file: Callable[[Path], None] | None = None) -> int:
+    from mediqa.errors import MediqaError
+
+    check_replay(src, dest, rate)
     files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
     interval = 1.0 / rate if rate > 0 else 0.0
     start = time.perf_counter()
@@ -55,6 +74,9 @@ def replay(src: Path, dest: Path, rate: float = 100.0, atomic: bool = False, chu
         rel = path.name if src.is_file() else path.relative_to(src)
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() and os.path.samefile(path, target):  # a hard link, a bind mount: never truncate SRC
+            raise MediqaError(f"DEST file {target} is the SRC file {path} itself",
+                              "replay into a separate folder: SRC is only read, never written")
         if atomic:
             tmp = target.with_name(f".{target.name}.part")
             shutil.copyfile(path, tmp)

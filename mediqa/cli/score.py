@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mediqa.cli.common import add_config_options, config_from_args
 
 if TYPE_CHECKING:
+    from mediqa.agent.config import AgentConfig
     from mediqa.agent.dicom.volume import SeriesLayout
     from mediqa.agent.scoring.base import SeriesResult
 
@@ -41,12 +43,20 @@ def run(args: argparse.Namespace) -> int:
     from mediqa.agent.dicom.index import scan_tree
     from mediqa.agent.pipeline import analyse_series
     from mediqa.agent.report.console import format_line
+    from mediqa.agent.scoring.base import provenance_fields
     from mediqa.agent.scoring.factory import make_scorer
+    from mediqa.cli.common import check_readable
     from mediqa.errors import MediqaError
 
-    if not args.path.exists():
+    try:
+        exists = args.path.exists()
+    except PermissionError:
+        exists = True  # a parent folder denies the walk: said by check_readable
+    if not exists:
         raise MediqaError(f"{args.path} does not exist")
     config = config_from_args(args)
+    check_readable(args.path, "export folder" if args.path.is_dir() else "file", "score")
+    _check_engine_cache(config)
     skipped: dict[str, str] = {}
     series = scan_tree(args.path, skip_derived=config.ingest.skip_derived,
                        skip_localizers=config.ingest.skip_localizers, skipped=skipped)
@@ -60,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         for records in series.values():
             try:
                 analysis = analyse_series(records, scorer, config)
-                layout, result = analysis.layout, analysis.result
+                layout, result = analysis.layout, replace(analysis.result, **provenance_fields(scorer))
             except MediqaError as exc:
                 failures += 1
                 print(f"series {records[0].series_key}: cannot score: {exc}", file=sys.stderr)
@@ -85,6 +95,28 @@ def run(args: argparse.Namespace) -> int:
             counts[reason] = counts.get(reason, 0) + 1
         print("skipped files: " + ", ".join(f"{n} {r}" for r, n in sorted(counts.items())))
     return 1 if failures and failures == len(series) else 0
+
+
+def _check_engine_cache(config: AgentConfig) -> None:
+    """The learned scorer looks up TensorRT engines in the state dir: one the user cannot read is one line
+    with the remedy (never a silent fall back to the CPU, never a traceback)."""
+    import os
+
+    from mediqa.cli.common import accessible, current_user, permission_remedy
+    from mediqa.errors import ConfigError
+
+    if config.scoring.scorer != "learned" or "tensorrt" not in config.scoring.backends:
+        return
+    cache = config.engine_cache_path
+    try:
+        present = cache.exists()
+    except PermissionError:
+        present, readable = True, False
+    else:
+        readable = not present or accessible(cache, os.R_OK | os.X_OK)
+    if present and not readable:
+        raise ConfigError(f"engine cache {cache} is not readable by user {current_user()}",
+                          permission_remedy("score"))
 
 
 def _explain(result: SeriesResult, layout: SeriesLayout) -> None:

@@ -77,7 +77,8 @@ def test_doctor_shows_model_and_backend_chain(tmp_path, capsys):
     export = tmp_path / "export"
     export.mkdir()
     rc = main(["doctor", "--folder", str(export), "--state-dir", str(tmp_path / "s"), "--scorer", "learned",
-               "--set", f"scoring.model={model}"])
+               "--set", f"scoring.model={model}",
+               "--set", "scoring.allow_unevaluated_model=true"])  # the contract model carries no evaluation
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "contract-test v1" in out
