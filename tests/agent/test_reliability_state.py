@@ -15,7 +15,7 @@ from test_reliability_support import Clock, agent, copy, jsonl, make_series, set
 
 from mediqa.agent.report.console import ConsoleReporter
 
-RETAKE = {"thresholds": {"default": {"retake_below": 4.5}}}  # every phantom is a retake
+RETAKE = {"retake_all": True}  # every phantom is a retake
 
 
 def _small_pages(state: Path) -> None:
@@ -147,9 +147,10 @@ def test_a_lost_database_is_seeded_from_results_jsonl(tmp_path, alerts_first, ca
     first.close()
     for f in state.glob("state.sqlite*"):
         f.unlink()
-    if alerts_first:  # someone looks at the alerts before the agent starts: an empty database is created
-        assert main(["alerts", "--state-dir", str(state)]) == 0
-        assert "no live retake alerts" in capsys.readouterr().out
+    if alerts_first:  # someone looks at the alerts before the agent starts: told why, nothing is created
+        assert main(["alerts", "--state-dir", str(state)]) == 1
+        assert "no state database" in capsys.readouterr().err
+        assert not list(state.glob("state.sqlite*"))
     second = agent(state, export, clock, shown, **RETAKE)
     second.reconcile()
     settle(second, clock)

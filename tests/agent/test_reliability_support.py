@@ -6,7 +6,9 @@ nothing sleeps and nothing needs ../shared.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 import numpy as np
 import pydicom
 
-from mediqa.agent.config import AgentConfig, config_from_dict
+from mediqa.agent.config import AgentConfig, Threshold, config_from_dict
 from mediqa.agent.samples import write_phantom_ct
 from mediqa.agent.scoring.classical import ClassicalScorer
 from mediqa.agent.service import Agent
@@ -31,7 +33,14 @@ class Clock:
         return self.now
 
 
-def config(state: Path, stable_s: float = 0.0, **extra: Any) -> AgentConfig:
+def always_retake(cfg: AgentConfig) -> AgentConfig:
+    """Every series a retake: a threshold above the 0..4 scale, which a config file may not hold (validated
+    at load), set on the loaded config for tests that need alerts from clean phantoms."""
+    return dataclasses.replace(cfg, thresholds=dataclasses.replace(cfg.thresholds, modality={},
+                                                                   default=Threshold(retake_below=math.inf)))
+
+
+def config(state: Path, stable_s: float = 0.0, retake_all: bool = False, **extra: Any) -> AgentConfig:
     raw: dict[str, Any] = {"state_dir": str(state), "completion": {"quiet_period_s": {"default": 1.0}},
                            "watch": {"file_stable_s": stable_s, "reconcile_interval_s": 3600.0},
                            "scoring": {"scorer": "classical"}}
@@ -40,7 +49,8 @@ def config(state: Path, stable_s: float = 0.0, **extra: Any) -> AgentConfig:
             raw[key] = {**raw[key], **value}
         else:
             raw[key] = value
-    return config_from_dict(raw)
+    cfg = config_from_dict(raw)
+    return always_retake(cfg) if retake_all else cfg
 
 
 def make_series(tmp_path: Path, name: str, slices: int, noise_hu: float = 5.0, seed: int = 0) -> list[Path]:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_reliability_support import always_retake
 
 from mediqa.agent.config import config_from_dict
 from mediqa.agent.scoring.classical import ClassicalScorer
@@ -189,7 +190,7 @@ def test_logs_and_console_carry_no_patient_identifiers(tmp_path, shared_dicom, c
     replay(src, export / "x", rate=0)
     clock = Clock()
     caplog.set_level(logging.DEBUG)
-    cfg = _config(tmp_path / "state", thresholds={"default": {"retake_below": 4.5}})  # force a WARNING alert
+    cfg = always_retake(_config(tmp_path / "state"))  # force a WARNING alert
     agent = Agent(cfg, ClassicalScorer(), export, clock=clock, on_result=ConsoleReporter("never"))
     agent.step()
     clock.now += 2
@@ -210,7 +211,7 @@ def test_alerts_listed_acknowledged_and_reminded_after_restart(tmp_path, shared_
     export = tmp_path / "export"
     replay(shared_dicom / SERIES[0], export / "a", rate=0)
     clock = Clock()
-    cfg = _config(tmp_path / "state", thresholds={"default": {"retake_below": 4.5}})
+    cfg = always_retake(_config(tmp_path / "state"))
     agent = Agent(cfg, ClassicalScorer(), export, clock=clock)
     agent.step()
     clock.now += 2
