@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mediqa.agent.config_dicom import DicomConfig
 from mediqa.backends import BACKEND_NAMES
 from mediqa.errors import ConfigError
 from mediqa.schema import build_dataclass, check_choice, read_yaml_mapping, set_dotted, to_plain
@@ -118,6 +119,7 @@ class AgentConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     thresholds: ThresholdConfig = field(default_factory=ThresholdConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    dicom: DicomConfig = field(default_factory=DicomConfig)  # the DICOM node and SR outputs (agent/config_dicom.py)
     log_level: str = "INFO"
 
     @property

@@ -39,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from mediqa.agent.report.console import ConsoleReporter
     from mediqa.agent.report.journal_log import configure_service_logging, stream_is_journal
     from mediqa.agent.report.privacy import PathScrubber
+    from mediqa.agent.runtime import Runtime
     from mediqa.agent.scoring.factory import make_scorer
-    from mediqa.agent.service import Agent, check_paths
+    from mediqa.agent.service import check_paths
 
     os.umask(0o077)  # everything the agent creates (state, results, engines) is owner-only
     config = config_from_args(args)
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         scorer = make_scorer(config)
         log.info("scorer %s on %s ready", scorer.name, scorer.backend)
         reporter = ConsoleReporter(config.report.color)
-        agent = Agent(config, scorer, folder, on_result=reporter)
+        runtime = Runtime(config, scorer, folder, sinks=[reporter])
+        agent = runtime.agent
         reporter.remind(agent.store.live("retake"))  # a restart never hides an unacknowledged alert
         stop = threading.Event()
 
@@ -67,13 +69,12 @@ def run(args: argparse.Namespace) -> int:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, on_signal)
-        # READY=1 only now: the model is loaded and warmed up, the state DB open (Type=notify waits for it).
-        systemd_notify.ready(f"watching with {scorer.name} on {scorer.backend}")
         if args.exit_when_idle is not None:
             threading.Thread(target=_stop_when_idle, args=(agent, stop, args.exit_when_idle), daemon=True).start()
-        agent.run(stop, watch=True)
+        # READY=1 once everything listens: the model is warmed up, the state DB open (Type=notify waits for it).
+        runtime.run(stop, on_ready=lambda: systemd_notify.ready(f"watching with {scorer.name} on {scorer.backend}"))
         health = agent.health()
-        agent.close()
+        runtime.close()
         if health.status != "ok":
             log.warning("stopped while degraded: %s", "; ".join(health.reasons))
         log.info("stopped")

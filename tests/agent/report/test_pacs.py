@@ -1,89 +1,25 @@
 """Sending SRs (and images) to a PACS: dcmtk's storescp and Orthanc as the peers, all on loopback.
 
 Each peer is started by its test on a free port (bound to port 0 first) in a temp folder, with a
-timeout on every wait, and stopped after (terminate, wait, kill).
+timeout on every wait, and stopped after (terminate, wait, kill): tests/dicom_peers.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import json
-import os
-import shutil
 import socket
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pydicom
 import pytest
+from dicom_peers import free_port as _free_port
+from dicom_peers import orthanc, storescp
 from pynetdicom import AE, evt
 
 from mediqa.agent.report.pacs import PacsDestination, PacsError, send_files, send_to, status_ok
 from mediqa.agent.report.sr import build_quality_sr, write_sr
 from mediqa.agent.samples import write_phantom_ct
-
-START_TIMEOUT_S = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], deadline_s: float = START_TIMEOUT_S) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        assert proc.poll() is None, "the peer exited at start"
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port} after {deadline_s} s")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-@functools.cache
-def _dcmtk_path(name: str) -> str | None:
-    """dcmtk's ``name`` on PATH: pynetdicom installs Python apps of the same names (storescu...) in the venv."""
-    for folder in os.environ.get("PATH", "").split(os.pathsep):
-        path = shutil.which(name, path=folder) if folder else None
-        if path is None:
-            continue
-        try:
-            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if "$dcmtk:" in out.stdout + out.stderr:
-            return path
-    return None
-
-
-def _tool(name: str) -> str:
-    path = _dcmtk_path(name)
-    if path is None:
-        pytest.skip(f"dcmtk's {name} not found on PATH (install the Debian package 'dcmtk')")
-    return path
-
-
-def _binary(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} not found on PATH (install the Debian package '{package}')")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -104,18 +40,10 @@ def sr_file(series: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Pat
     return write_sr(sr, tmp_path_factory.mktemp("sr"))
 
 
-@pytest.fixture
-def storescp(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    binary = _tool("storescp")
-    port, out = _free_port(), tmp_path / "received"
-    out.mkdir()
-    proc = subprocess.Popen([binary, "-aet", "PACS", "-od", str(out), "-ta", "10", "-td", "10", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_port(port, proc)
-        yield port, out
-    finally:
-        _stop(proc)
+@pytest.fixture(name="storescp")
+def _storescp(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    with storescp(tmp_path / "received") as peer:
+        yield peer
 
 
 def test_sr_reaches_storescp(storescp, sr_file):
@@ -176,33 +104,15 @@ def test_refusals_say_what_to_fix(sr_file, series):
     assert send_files([], "127.0.0.1", port, "PACS", "KNOWN", timeout_s=5) == []  # nothing: no association
 
 
-def _get(port: int, path: str) -> Any:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-        return json.loads(r.read())
-
-
 @pytest.mark.slow
 def test_orthanc_files_the_sr_in_the_series_study(tmp_path, series, sr_file):
-    binary = _binary("Orthanc", "orthanc")
-    dicom_port, http_port = _free_port(), _free_port()
-    config = {"Name": "mediqa-test", "StorageDirectory": str(tmp_path / "storage"),
-              "IndexDirectory": str(tmp_path / "index"), "DicomAet": "ORTHANC", "DicomPort": dicom_port,
-              "HttpPort": http_port, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-              "DicomCheckCalledAet": True, "Plugins": [], "StorageCompression": False, "SaveJobs": False}
-    (tmp_path / "orthanc.json").write_text(json.dumps(config))
-    with (tmp_path / "orthanc.log").open("wb") as logf:
-        proc = subprocess.Popen([binary, str(tmp_path / "orthanc.json")], stdout=logf, stderr=subprocess.STDOUT)
-        try:
-            _wait_port(http_port, proc)
-            _wait_port(dicom_port, proc)
-            assert send_files([*series, sr_file], "127.0.0.1", dicom_port, "ORTHANC", "MEDIQA",
-                              timeout_s=20) == [0] * (len(series) + 1)
-            (study,) = _get(http_port, "/studies")
-            kinds = {}
-            for sid in _get(http_port, f"/studies/{study}")["Series"]:
-                info = _get(http_port, f"/series/{sid}")
-                assert info["ParentStudy"] == study
-                kinds[info["MainDicomTags"]["Modality"]] = len(info["Instances"])
-            assert kinds == {"CT": len(series), "SR": 1}
-        finally:
-            _stop(proc)
+    with orthanc(tmp_path) as peer:
+        assert send_files([*series, sr_file], "127.0.0.1", peer.dicom_port, "ORTHANC", "MEDIQA",
+                          timeout_s=20) == [0] * (len(series) + 1)
+        (study,) = peer.get("/studies")
+        kinds = {}
+        for sid in peer.get(f"/studies/{study}")["Series"]:
+            info = peer.get(f"/series/{sid}")
+            assert info["ParentStudy"] == study
+            kinds[info["MainDicomTags"]["Modality"]] = len(info["Instances"])
+        assert kinds == {"CT": len(series), "SR": 1}

@@ -1,0 +1,78 @@
+"""The running service: the agent loop and the pieces around it, started and stopped together.
+
+``mediqa watch`` builds the config and the scorer, then runs one ``Runtime``. It composes what the
+config turns on around the ``Agent`` (the loop that owns the state): the console line, the DICOM node
+feeding the loop, the SR outbox, and whatever other outputs are attached through ``on_result``. Every
+piece runs in its own thread and is fed by callbacks or the state DB, so none can stop or slow scoring:
+a failing output logs and carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mediqa.agent.service import Agent
+
+if TYPE_CHECKING:
+    from mediqa.agent.config import AgentConfig
+    from mediqa.agent.report.sr_outbox import SrOutbox
+    from mediqa.agent.scoring.base import Scorer, SeriesResult
+    from mediqa.agent.watch.node_feed import NodeFeed
+
+log = logging.getLogger(__name__)
+
+ResultSink = Callable[["SeriesResult", int], None]
+
+
+class Runtime:
+    """``Agent`` + the configured DICOM node and SR outbox; ``sinks`` get every result after the console."""
+
+    def __init__(self, config: AgentConfig, scorer: Scorer, folder: Path, sinks: list[ResultSink]) -> None:
+        self.config = config
+        self._sinks = list(sinks)
+        self.outbox: SrOutbox | None = None
+        self.agent = Agent(config, scorer, folder, on_result=self._on_result)
+        dicom = config.dicom
+        if dicom.output.sr:
+            from mediqa.agent.report.sr_outbox import SrOutbox
+
+            agent = self.agent
+            self.outbox = SrOutbox(dicom.output, config.state_path, db=lambda: agent.db,
+                                   records=lambda uid: agent.tracker.records(uid))
+        self.feed: NodeFeed | None = None
+        if dicom.node is not None and dicom.node.endpoint is not None:
+            from mediqa.agent.watch.node_feed import NodeFeed, spool_path
+
+            agent = self.agent
+            self.feed = NodeFeed(agent.events, dicom.node, spool_path(dicom.spool_dir, config.state_path),
+                                 db=lambda: agent.db, keep=self.outbox.needs_files if self.outbox else None,
+                                 export_folder=folder)
+
+    def _on_result(self, result: SeriesResult, result_id: int) -> None:
+        for sink in self._sinks:
+            sink(result, result_id)  # the console line first: the agent shows a result late if this fails
+        if self.outbox is not None:
+            try:
+                self.outbox.on_result(result, result_id)
+            except Exception as exc:  # noqa: BLE001 - the SR worker also finds the result in the DB later
+                log.error("SR outbox: %s", type(exc).__name__)
+
+    def run(self, stop: threading.Event, *, on_ready: Callable[[], None] | None = None) -> None:
+        """Start the pieces, run the loop until ``stop``, stop them (feed and outbox before the DB closes)."""
+        with ExitStack() as stack:
+            if self.outbox is not None:
+                stack.enter_context(self.outbox)
+            if self.feed is not None:
+                stack.enter_context(self.feed)  # listens now: a taken port is a DicomNodeError (a MediqaError)
+                log.info("DICOM node listening on %s", self.feed.address)
+            if on_ready is not None:
+                on_ready()
+            self.agent.run(stop, watch=True)
+
+    def close(self) -> None:
+        self.agent.close()
