@@ -111,6 +111,21 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class NotifySettings:
+    """``notify:``: where retake notifications go (apprise URLs; see docs/notifications.md).
+
+    Plain settings here; ``agent.report.notify.NotifyConfig.of`` validates the destinations with apprise
+    at start (the report layer sits above the config, so the config cannot import it).
+    """
+
+    destinations: tuple[str, ...] = field(default=(), repr=False)  # may hold credentials: never logged
+    on_unscored: bool = False
+    max_attempts: int = 20
+    backoff_s: float = 5.0
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     watch: WatchConfig = field(default_factory=WatchConfig)
     state_dir: str = "~/.local/state/mediqa"
@@ -120,6 +135,7 @@ class AgentConfig:
     thresholds: ThresholdConfig = field(default_factory=ThresholdConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     dicom: DicomConfig = field(default_factory=DicomConfig)  # the DICOM node and SR outputs (agent/config_dicom.py)
+    notify: NotifySettings = field(default_factory=NotifySettings)
     log_level: str = "INFO"
 
     @property
@@ -134,7 +150,11 @@ class AgentConfig:
         return self.state_path / "engines"
 
     def to_dict(self) -> dict[str, Any]:
-        return to_plain(self)
+        """Plain data for logs and ``doctor --show-config``: notification URLs are redacted (credentials)."""
+        plain = to_plain(self)
+        plain["notify"]["destinations"] = [f"{u.split('://')[0]}://<redacted> (destination {i})"
+                                           for i, u in enumerate(self.notify.destinations)]
+        return plain
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {

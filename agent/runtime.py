@@ -2,7 +2,7 @@
 
 ``mediqa watch`` builds the config and the scorer, then runs one ``Runtime``. It composes what the
 config turns on around the ``Agent`` (the loop that owns the state): the console line, the DICOM node
-feeding the loop, the SR outbox, and whatever other outputs are attached through ``on_result``. Every
+feeding the loop, the SR outbox, the retake notifier, and the outputs attached through ``sinks``. Every
 piece runs in its own thread and is fed by callbacks or the state DB, so none can stop or slow scoring:
 a failing output logs and carries on.
 """
@@ -20,6 +20,7 @@ from mediqa.agent.service import Agent
 
 if TYPE_CHECKING:
     from mediqa.agent.config import AgentConfig
+    from mediqa.agent.report.notify import NotifyConfig
     from mediqa.agent.report.sr_outbox import SrOutbox
     from mediqa.agent.scoring.base import Scorer, SeriesResult
     from mediqa.agent.watch.node_feed import NodeFeed
@@ -30,7 +31,7 @@ ResultSink = Callable[["SeriesResult", int], None]
 
 
 class Runtime:
-    """``Agent`` + the configured DICOM node and SR outbox; ``sinks`` get every result after the console."""
+    """``Agent`` + the configured DICOM node, SR outbox and notifier; ``sinks`` (the console) get every result."""
 
     def __init__(self, config: AgentConfig, scorer: Scorer, folder: Path, sinks: list[ResultSink]) -> None:
         self.config = config
@@ -44,6 +45,11 @@ class Runtime:
             agent = self.agent
             self.outbox = SrOutbox(dicom.output, config.state_path, db=lambda: agent.db,
                                    records=lambda uid: agent.tracker.records(uid))
+        self.notify: NotifyConfig | None = None
+        if config.notify.destinations:
+            from mediqa.agent.report.notify import NotifyConfig
+
+            self.notify = NotifyConfig.of(config.notify)  # a bad destination is a config error, before the loop
         self.feed: NodeFeed | None = None
         if dicom.node is not None and dicom.node.endpoint is not None:
             from mediqa.agent.watch.node_feed import NodeFeed, spool_path
@@ -61,10 +67,26 @@ class Runtime:
                 self.outbox.on_result(result, result_id)
             except Exception as exc:  # noqa: BLE001 - the SR worker also finds the result in the DB later
                 log.error("SR outbox: %s", type(exc).__name__)
+        if self.notify is not None and result_id:
+            self._enqueue_notification(result_id)
+
+    def _enqueue_notification(self, result_id: int) -> None:
+        """Queue the committed result for every destination. Idempotent: a result shown late (after a crash
+        between its commit and this call) is queued then, and never twice."""
+        from mediqa.agent.report.notify import enqueue
+
+        assert self.notify is not None
+        row = self.agent.db.query_one("SELECT uuid FROM results WHERE id=?", (result_id,))
+        if row is not None and row[0]:
+            enqueue(self.agent.db, str(row[0]), self.notify)
 
     def run(self, stop: threading.Event, *, on_ready: Callable[[], None] | None = None) -> None:
         """Start the pieces, run the loop until ``stop``, stop them (feed and outbox before the DB closes)."""
         with ExitStack() as stack:
+            if self.notify is not None:
+                from mediqa.agent.report.notify import Notifier
+
+                stack.enter_context(Notifier(self.agent.db, self.notify))
             if self.outbox is not None:
                 stack.enter_context(self.outbox)
             if self.feed is not None:

@@ -1,0 +1,62 @@
+"""The composed service: the agent plus the notifier, end to end with a real local webhook receiver."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+
+from mediqa.agent.config import config_from_dict
+from mediqa.agent.runtime import Runtime
+from mediqa.agent.samples import write_phantom_ct
+from mediqa.agent.scoring.classical import ClassicalScorer
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    posts: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).posts.append(json.loads(body or b"{}"))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _run_once(tmp_path, port: int) -> list:
+    cfg = config_from_dict({
+        "state_dir": str(tmp_path / "state"), "scoring": {"scorer": "classical"}, "dicom": {"output": {"sr": False}},
+        "completion": {"quiet_period_s": {"default": 0.5, "CT": 0.5}}, "watch": {"file_stable_s": 0.0},
+        "notify": {"destinations": [f"json://127.0.0.1:{port}/hook"], "backoff_s": 0.2}})
+    runtime = Runtime(cfg, ClassicalScorer(), tmp_path / "export", sinks=[])
+    stop = threading.Event()
+    loop = threading.Thread(target=runtime.run, args=(stop,))
+    loop.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not _Receiver.posts:
+            time.sleep(0.1)
+        time.sleep(1.0)  # anything duplicated would arrive now
+    finally:
+        stop.set()
+        loop.join(30)
+        runtime.close()
+    return list(_Receiver.posts)
+
+
+def test_one_notification_per_retake_across_a_restart(tmp_path):
+    write_phantom_ct(tmp_path / "export" / "clean", noise_hu=4.0, seed=0, slices=6, size=96)
+    write_phantom_ct(tmp_path / "export" / "noisy", noise_hu=60.0, seed=1, slices=6, size=96)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Receiver.posts = []
+    try:
+        first = _run_once(tmp_path, server.server_address[1])
+        assert len(first) == 1 and "RETAKE" in json.dumps(first[0])  # the noisy series only
+        assert _run_once(tmp_path, server.server_address[1]) == first  # a restart sends nothing again
+    finally:
+        server.shutdown()
+        server.server_close()
