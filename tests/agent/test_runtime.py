@@ -16,7 +16,7 @@ from mediqa.agent.scoring.classical import ClassicalScorer
 class _Receiver(http.server.BaseHTTPRequestHandler):
     posts: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         type(self).posts.append(json.loads(body or b"{}"))
         self.send_response(200)
