@@ -22,4 +22,4 @@ for layer in LAYERS:
     packages += [f"{ROOT}.{layer}", *(f"{ROOT}.{layer}.{sub}" for sub in find_namespace_packages(layer, exclude=SKIP))]
 
 setup(package_dir=package_dir, packages=packages,
-      package_data={"": ["*.yaml", "*.onnx", "*.json", "*.md", "*.png"]})
+      package_data={"": ["*.yaml", "*.onnx", "*.json", "*.md", "*.png", "*.css", "*.js", "*.html"]})

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mediqa.agent.config_console import ConsoleConfig
 from mediqa.agent.config_dicom import DicomConfig
 from mediqa.backends import BACKEND_NAMES
 from mediqa.errors import ConfigError
@@ -136,6 +137,7 @@ class AgentConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
     dicom: DicomConfig = field(default_factory=DicomConfig)  # the DICOM node and SR outputs (agent/config_dicom.py)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)  # web console, /healthz, /metrics
     log_level: str = "INFO"
 
     @property

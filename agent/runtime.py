@@ -21,7 +21,9 @@ from mediqa.agent.service import Agent
 if TYPE_CHECKING:
     from mediqa.agent.config import AgentConfig
     from mediqa.agent.report.notify import NotifyConfig
+    from mediqa.agent.report.sheets import SheetWriter
     from mediqa.agent.report.sr_outbox import SrOutbox
+    from mediqa.agent.report.web import ConsoleServer
     from mediqa.agent.scoring.base import Scorer, SeriesResult
     from mediqa.agent.watch.node_feed import NodeFeed
 
@@ -34,9 +36,21 @@ class Runtime:
     """``Agent`` + the configured DICOM node, SR outbox and notifier; ``sinks`` (the console) get every result."""
 
     def __init__(self, config: AgentConfig, scorer: Scorer, folder: Path, sinks: list[ResultSink]) -> None:
+        from mediqa.agent.report.metrics import AgentMetrics
+        from mediqa.agent.report.web import check_console
+
         self.config = config
+        self.scorer = scorer
         self._sinks = list(sinks)
         self.outbox: SrOutbox | None = None
+        check_console(config.console)  # a bad listen address or a missing token is a config error, now
+        self.metrics = AgentMetrics(config.console.site, config.console.station)
+        self.metrics.backend(scorer.backend)
+        provenance = getattr(scorer, "provenance", None)
+        if provenance is not None:
+            self.metrics.model(provenance.model_name, provenance.model_version, provenance.model_sha256 or "")
+        self.console: ConsoleServer | None = None
+        self.sheets: SheetWriter | None = None
         self.agent = Agent(config, scorer, folder, on_result=self._on_result)
         dicom = config.dicom
         if dicom.output.sr:
@@ -62,6 +76,13 @@ class Runtime:
     def _on_result(self, result: SeriesResult, result_id: int) -> None:
         for sink in self._sinks:
             sink(result, result_id)  # the console line first: the agent shows a result late if this fails
+        self.metrics.scored(result.decision, result.modality, self._latency_s(result.series_uid))
+        if result_id:  # 0: shown before it could be stored (the state DB refused writes)
+            if self.console is not None:
+                self.console.notify(result_id)
+            if self.sheets is not None:
+                agent = self.agent
+                self.sheets.submit(result_id, lambda uid=result.series_uid: agent.tracker.records(uid), result)
         if self.outbox is not None:
             try:
                 self.outbox.on_result(result, result_id)
@@ -69,6 +90,14 @@ class Runtime:
                 log.error("SR outbox: %s", type(exc).__name__)
         if self.notify is not None and result_id:
             self._enqueue_notification(result_id)
+
+    def _latency_s(self, series_uid: str) -> float | None:
+        """From the series' last indexed instance to now (its result): the figure the histogram shows."""
+        try:
+            state = self.agent.tracker.state(series_uid)
+        except Exception:  # noqa: BLE001 - a degraded state DB: the result still counts, without its latency
+            return None
+        return None if state is None else self.agent.clock() - state.last_arrival
 
     def _enqueue_notification(self, result_id: int) -> None:
         """Queue the committed result for every destination. Idempotent: a result shown late (after a crash
@@ -82,7 +111,22 @@ class Runtime:
 
     def run(self, stop: threading.Event, *, on_ready: Callable[[], None] | None = None) -> None:
         """Start the pieces, run the loop until ``stop``, stop them (feed and outbox before the DB closes)."""
+        from mediqa.agent.report.sheets import SheetWriter
+        from mediqa.agent.report.web import agent_status, start_console
+
+        agent, console_cfg = self.agent, self.config.console
         with ExitStack() as stack:
+            self.sheets = SheetWriter(self.config.state_path, max_age_h=console_cfg.sheets_max_age_h,
+                                      max_mb=console_cfg.sheets_max_mb)
+            stack.callback(self.sheets.close)
+            metrics = self.metrics
+            self.console = start_console(
+                console_cfg, self.config.state_path, metrics=metrics, db=lambda: agent.db,
+                status=lambda: agent_status(agent, last_file_at=lambda: metrics.last_file_event),
+                head_info=getattr(getattr(self.scorer, "card", None), "head_info", None))
+            if self.console is not None:
+                stack.callback(self.console.stop)
+                log.info("console on %s", self.console.url)
             if self.notify is not None:
                 from mediqa.agent.report.notify import Notifier
 
