@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -51,7 +52,12 @@ class Runtime:
             self.metrics.model(provenance.model_name, provenance.model_version, provenance.model_sha256 or "")
         self.console: ConsoleServer | None = None
         self.sheets: SheetWriter | None = None
-        self.agent = Agent(config, scorer, folder, on_result=self._on_result)
+        from mediqa.agent.report.systemd_notify import Heartbeat
+
+        self._heartbeat = Heartbeat.from_env()  # WATCHDOG=1 from the loop itself: a stuck loop is restarted
+        self._seen_indexed, self._metrics_at = 0, float("-inf")
+        self._seen_skipped: dict[str, int] = {}
+        self.agent = Agent(config, scorer, folder, on_result=self._on_result, on_pass=self._on_pass)
         dicom = config.dicom
         if dicom.output.sr:
             from mediqa.agent.report.sr_outbox import SrOutbox
@@ -90,6 +96,26 @@ class Runtime:
                 log.error("SR outbox: %s", type(exc).__name__)
         if self.notify is not None and result_id:
             self._enqueue_notification(result_id)
+
+    def _on_pass(self) -> None:
+        """Once per loop pass (and during long walks): the watchdog ping, and the loop's counters for /metrics."""
+        self._heartbeat.beat()
+        now = time.monotonic()
+        if now - self._metrics_at < 1.0:  # a scrape needs nothing fresher; passes can be 200 ms apart
+            return
+        self._metrics_at = now
+        stats = self.agent.stats.snapshot()
+        if stats.files_indexed > self._seen_indexed:
+            self.metrics.indexed(stats.files_indexed - self._seen_indexed)
+            self._seen_indexed = stats.files_indexed
+        for reason, count in stats.files_skipped.items():
+            for _ in range(count - self._seen_skipped.get(reason, 0)):
+                self.metrics.skipped(reason)
+            self._seen_skipped[reason] = count
+        self.metrics.queue(stats.queue_length)
+        if stats.last_file_event_at is not None:
+            self.metrics.file_event(stats.last_file_event_at)
+        self.metrics.degraded(self.agent.health().status != "ok")
 
     def _latency_s(self, series_uid: str) -> float | None:
         """From the series' last indexed instance to now (its result): the figure the histogram shows."""

@@ -1,4 +1,5 @@
-"""`mediqa watch` under systemd: READY=1 once the scorer is up (Type=notify), STOPPING=1 on SIGTERM."""
+"""`mediqa watch` under systemd: READY=1 once the scorer is up (Type=notify), WATCHDOG=1 from the loop,
+STOPPING=1 on SIGTERM."""
 
 from __future__ import annotations
 
@@ -30,13 +31,15 @@ def test_watch_tells_systemd_it_is_ready_and_stopping(tmp_path):
     path = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
-    env = dict(os.environ, NOTIFY_SOCKET=path)
+    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")  # WatchdogSec=1 s: ping every 0.5 s
     proc = subprocess.Popen([sys.executable, "-m", "mediqa.cli.main", "watch", "--folder", str(export),
                              "--state-dir", str(tmp_path / "state"), "--scorer", "classical"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         ready = _messages(sock, "READY=1", 60)
         assert any("READY=1" in m for m in ready), ready
+        pings = _messages(sock, "WATCHDOG=1", 10)  # from the loop itself: a stuck loop stops pinging
+        assert any("WATCHDOG=1" in m for m in pings), pings
         proc.send_signal(signal.SIGTERM)
         stopping = _messages(sock, "STOPPING=1", 20)
         assert any("STOPPING=1" in m for m in stopping), stopping
