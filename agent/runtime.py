@@ -9,6 +9,7 @@ a failing output logs and carries on.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -87,8 +88,7 @@ class Runtime:
             if self.console is not None:
                 self.console.notify(result_id)
             if self.sheets is not None:
-                agent = self.agent
-                self.sheets.submit(result_id, lambda uid=result.series_uid: agent.tracker.records(uid), result)
+                self.sheets.submit(result_id, functools.partial(self.agent.tracker.records, result.series_uid), result)
         if self.outbox is not None:
             try:
                 self.outbox.on_result(result, result_id)
@@ -135,7 +135,7 @@ class Runtime:
         if row is not None and row[0]:
             enqueue(self.agent.db, str(row[0]), self.notify)
 
-    def run(self, stop: threading.Event, *, on_ready: Callable[[], None] | None = None) -> None:
+    def run(self, stop: threading.Event, *, on_ready: Callable[[], object] | None = None) -> None:
         """Start the pieces, run the loop until ``stop``, stop them (feed and outbox before the DB closes)."""
         from mediqa.agent.report.sheets import SheetWriter
         from mediqa.agent.report.web import agent_status, start_console

@@ -103,7 +103,9 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return value
     if hint is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{where} must be text, got {value!r}")
+            hint = ('YAML reads off/on/yes/no as true/false: quote the word, e.g. "off"'
+                    if isinstance(value, bool) else None)
+            raise ConfigError(f"{where} must be text, got {value!r}", hint)
         return str(value)
     return value
 

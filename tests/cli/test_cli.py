@@ -170,13 +170,14 @@ def test_watch_keeps_its_state_private(tmp_path, capsys):
 
 def test_watch_opens_no_network_connection(tmp_path):
     """The agent's loop talks to nobody: no AF_INET/AF_INET6 socket connects, listens or sends while it
-    watches and scores (importing pydicom makes urllib3 bind a probe socket to ::1 once; that is all)."""
+    watches and scores (importing pydicom makes urllib3 bind a probe socket to ::1 once; that is all).
+    The console is turned off here: it is the one listener, on loopback by default (tests/agent/report/web)."""
     from mediqa.agent.samples import write_phantom_ct
 
     write_phantom_ct(tmp_path / "export" / "a", noise_hu=5.0, seed=0, slices=4, size=96)
     argv = ["watch", "--folder", str(tmp_path / "export"), "--state-dir", str(tmp_path / "s"), "--scorer",
             "classical", "--set", "completion.quiet_period_s.default=0.3", "--set", "completion.quiet_period_s.CT=0.3",
-            "--exit-when-idle", "0.5"]
+            "--set", 'console.listen="off"', "--exit-when-idle", "0.5"]
     code = ("import socket\n"
             "used = []\n"
             "def spy(name):\n"
