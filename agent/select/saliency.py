@@ -7,6 +7,12 @@ over the volume. The released rule stays available (``method="fixed"``) for comp
 
 Saliency values are only compared within one series: CT values are in HU terms (absolute), MR
 values are in the series' own intensity units (MR has no absolute scale, but one series shares it).
+
+Bounded and deterministic. A series of up to ``CANDIDATES_MAX`` slices competes with all of them; a
+longer one with ``CANDIDATES_MAX`` slices evenly strided over it (``candidate_indices``, a function of the
+slice count only). So the choice depends on the files alone, never on which slices the agent happened to
+compute as they arrived, and a 2,000-slice series costs at most ``CANDIDATES_MAX`` downsampled decodes at
+completion (``saliency_from_store`` decodes only the candidates the store lacks).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ TARGET_SIDE = 64  # downsampled side: enough to see body and structure, ~50 us p
 CT_BODY_HU = -300.0  # tissue above this; air, lung-free background and foam pads below
 CT_EDGE_HU = 100.0  # mean gradient (HU per downsampled pixel) that counts as "full structure"
 EDGE_FRACTION = 0.1  # leading/trailing slices below this fraction of the peak saliency are empty
+CANDIDATES_MAX = 64  # slices of a long series whose saliency competes (evenly strided): 7 parts x ~9 each
 _OPEN = np.ones((3, 3), bool)
 
 
@@ -60,13 +67,28 @@ def slice_saliency(slice2d: np.ndarray, modality: str) -> float:
     return float(pos.mean() + grad.mean())
 
 
-def saliency_for_layout(layout: SeriesLayout) -> np.ndarray:
-    """Saliency of every slice, decoding each file once and downsampling before any arithmetic.
+def candidate_indices(n: int, limit: int = CANDIDATES_MAX) -> np.ndarray:
+    """The slices (layout indices, ascending) whose saliency competes in a series of ``n`` slices.
+
+    All of them up to ``limit``; beyond, ``limit`` slices evenly strided from the first to the last. A
+    function of ``n`` alone: the same files give the same candidates, whatever was computed before.
+    """
+    if n <= limit:
+        return np.arange(n, dtype=np.int64)
+    return np.unique(np.round(np.linspace(0, n - 1, limit)).astype(np.int64))
+
+
+def saliency_for_layout(layout: SeriesLayout, indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+    """Saliency of every slice (or of ``indices`` only; NaN elsewhere), decoding each file once and
+    downsampling before any arithmetic.
 
     Used when the tracker did not precompute values as instances arrived.
     """
-    images = decode_downsampled(layout, range(layout.n_slices), TARGET_SIDE)
-    return np.array([slice_saliency(img, layout.modality) for img in images], dtype=np.float64)
+    wanted = np.arange(layout.n_slices) if indices is None else np.asarray(indices, dtype=np.int64)
+    values = np.full(layout.n_slices, np.nan)
+    images = decode_downsampled(layout, [int(i) for i in wanted], TARGET_SIDE)
+    values[wanted] = [slice_saliency(img, layout.modality) for img in images]
+    return values
 
 
 def record_saliency(record: InstanceRecord) -> dict[SliceKey, float]:
@@ -76,12 +98,17 @@ def record_saliency(record: InstanceRecord) -> dict[SliceKey, float]:
 
 
 def saliency_from_store(layout: SeriesLayout, store: Mapping[SliceKey, float]) -> np.ndarray:
-    """Map stored per-instance values onto the layout; decode only the slices the store lacks."""
+    """Map stored per-instance values onto the layout; decode only the candidate slices the store lacks.
+
+    Slices that are no candidate (``candidate_indices``) keep their stored value or NaN: selection does
+    not look at them, so at most ``CANDIDATES_MAX`` slices are decoded here, however long the series.
+    """
     values = np.array([store.get(slice_key(ref), np.nan) for ref in layout.slices], dtype=np.float64)
-    missing = np.flatnonzero(~np.isfinite(values))
+    candidates = candidate_indices(layout.n_slices)
+    missing = candidates[~np.isfinite(values[candidates])]
     if len(missing):
         log.debug("series %s: computing saliency for %d slices not seen on arrival", layout.series_key, len(missing))
-        images = decode_downsampled(layout, missing, TARGET_SIDE)
+        images = decode_downsampled(layout, [int(i) for i in missing], TARGET_SIDE)
         values[missing] = [slice_saliency(img, layout.modality) for img in images]
     return values
 
@@ -100,8 +127,10 @@ def select_slices(layout: SeriesLayout, k: int = 7, method: str = "salient",
     """Choose up to ``k`` slices in anatomical order with weights that sum to 1.
 
     ``saliency`` (one value per layout slice, e.g. collected by the tracker) avoids any decoding;
-    without it the salient method decodes a downsampled copy of every slice. A 2D image or a series
-    shorter than ``k`` yields fewer slices, never duplicates.
+    without it the salient method decodes a downsampled copy of every candidate slice. Only candidates
+    compete (``candidate_indices``: every slice up to ``CANDIDATES_MAX``), and ``Selection.saliency`` holds
+    what competed (0 for the other slices). A 2D image or a series shorter than ``k`` yields fewer slices,
+    never duplicates.
     """
     if method not in METHODS:
         raise ValueError(f"unknown selection method {method!r}; use one of {METHODS}")
@@ -115,9 +144,12 @@ def select_slices(layout: SeriesLayout, k: int = 7, method: str = "salient",
         idx = fixed_indices(n)
         weights = np.full(len(idx), 1.0 / len(idx)) if idx else np.zeros(0)
         return _selection(idx, weights, sal, "fixed")
+    candidates = candidate_indices(n)
     if sal is None:
-        sal = saliency_for_layout(layout)
-    sal = np.where(np.isfinite(sal), np.clip(sal, 0.0, None), 0.0)
+        sal = saliency_for_layout(layout, candidates)
+    competing = np.zeros(n, dtype=np.float64)
+    competing[candidates] = sal[candidates]
+    sal = np.where(np.isfinite(competing), np.clip(competing, 0.0, None), 0.0)
     idx = salient_indices(sal, [s.position for s in layout.slices], k)
     return _selection(idx, _weights(sal[idx]), sal, "salient")
 

@@ -13,7 +13,16 @@ in watchdog's own threads when such a tree is moved in, which then die silently.
 - falls back the same way when starting the recursive watch raises anyway, and never raises from
   ``start`` (a watch that cannot start at all is reported, not fatal: the reconcile walk still runs);
 - keeps watchdog's threads running past an exception in their event handling, and records it;
-- applies the walk's rules to events: nothing deeper than ``max_depth``, no link leaving the root.
+- applies the walk's rules to events: nothing deeper than ``max_depth``, no link leaving the root, no dot
+  file or folder (``.part`` copies, sync droppings) and no DICOMDIR.
+
+Cost. A console writes each file in many small writes; inotify reports one IN_MODIFY per write (one per
+64 KiB with ``cp``), and each became a Python event in watchdog's threads. Where the OS reports the end
+of a write (inotify's IN_CLOSE_WRITE), the native watch asks only for what the loop needs
+(``event_filter`` narrows the inotify mask): files created, moved in, closed after writing, folders
+created or moved in (``WATCHED_EVENTS_WITH_CLOSE``). Elsewhere (Windows, macOS, polling) it listens to
+modifications instead of closes (``WATCHED_EVENTS``): a file rewritten in place has no other sign. An
+event equal to the one just queued, still waiting in the queue, is dropped (coalesced).
 
 The loop owner polls ``alive()`` and ``failure()`` (cheap, thread-safe): while ``failure()`` is not None
 native events are incomplete or gone, so it should shorten the reconcile interval (and report the text
@@ -23,9 +32,11 @@ died).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -35,6 +46,9 @@ from watchdog.events import (
     DirCreatedEvent,
     DirMovedEvent,
     FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
@@ -42,15 +56,22 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, EventEmitter
 from watchdog.observers.polling import PollingObserver
 
-from mediqa.agent.watch.walk import FOLLOW_LINKS, depth_below, is_inside, tree_deeper_than
+from mediqa.agent.watch.walk import FOLLOW_LINKS, depth_below, is_inside, skipped_name, tree_deeper_than
 
 log = logging.getLogger(__name__)
+
+# What the loop needs to hear about: where the OS says when a writer closed a file (inotify) ...
+WATCHED_EVENTS_WITH_CLOSE: tuple[type[FileSystemEvent], ...] = (
+    FileCreatedEvent, FileMovedEvent, FileClosedEvent, DirCreatedEvent, DirMovedEvent)
+# ... and elsewhere (no close events: a file rewritten in place only shows as modified).
+WATCHED_EVENTS: tuple[type[FileSystemEvent], ...] = (
+    FileCreatedEvent, FileMovedEvent, FileModifiedEvent, DirCreatedEvent, DirMovedEvent)
 
 
 @dataclass(frozen=True)
 class PathEvent:
     path: str
-    closed: bool = False  # the writer closed the file: no need to wait for size/mtime to settle
+    closed: bool = False  # the writer closed the file (or renamed it into place): no need to wait for it to settle
     rescan: bool = False  # a directory appeared: walk it (its files may never raise their own events)
 
 
@@ -70,6 +91,7 @@ class _Enqueue(FileSystemEventHandler):
         self._max_depth = max_depth
         self._follow_links = follow_links
         self._watcher = on_error
+        self._last: PathEvent | None = None  # the event queued last (only this thread writes it)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
@@ -87,14 +109,24 @@ class _Enqueue(FileSystemEventHandler):
         folder_depth = depth if is_dir else depth - 1  # the folder this file lies in
         if depth < 0 or folder_depth > self._max_depth:
             return  # the walk does not go there either (watch.max_depth)
+        if depth > 0 and any(skipped_name(part) for part in os.path.relpath(target, self._root).split(os.sep)):
+            return  # nor there (a dot file or folder, a DICOMDIR)
         if os.path.islink(target) and (self._follow_links == "never"
                                        or not is_inside(self._boundary, os.path.realpath(target))):
             return  # the walk does not follow this link either (watch.follow_links)
         if is_dir:
             if event.event_type in ("created", "moved"):
-                self._events.put(PathEvent(target, rescan=True))
+                self._put(PathEvent(target, rescan=True))
             return
-        self._events.put(PathEvent(target, closed=isinstance(event, FileClosedEvent)))
+        # A file renamed into place (``.part`` -> its name) was finished before the rename: as good as closed.
+        self._put(PathEvent(target, closed=isinstance(event, (FileClosedEvent, FileMovedEvent))))
+
+    def _put(self, event: PathEvent) -> None:
+        """Queue an event, unless the same one is still waiting in the queue (the loop has not taken it)."""
+        if event == self._last and not self._events.empty():
+            return  # the last item queued is taken last: while the queue is not empty, it is still there
+        self._last = event
+        self._events.put(event)
 
 
 class FolderWatcher:
@@ -196,9 +228,10 @@ class FolderWatcher:
     def _start_observer(self, root: str, *, recursive: bool) -> BaseObserver:
         observer: BaseObserver = (PollingObserver(timeout=self._poll_interval_s) if self.mode == "polling"
                                   else Observer())
+        wanted = WATCHED_EVENTS_WITH_CLOSE if _has_close_events(observer) else WATCHED_EVENTS
         try:
             observer.schedule(_Enqueue(self.events, root, self.max_depth, self.follow_links, self), root,
-                              recursive=recursive)
+                              recursive=recursive, event_filter=list(wanted))
             for emitter in observer.emitters:
                 self._guard_emitter(emitter)
             self._guard_inotify(observer)
@@ -206,6 +239,7 @@ class FolderWatcher:
         except BaseException:
             _dispose(observer)
             raise
+        _name_threads(observer)
         return observer
 
     def _guard_emitter(self, emitter: EventEmitter) -> None:
@@ -252,6 +286,25 @@ class FolderWatcher:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _name_threads(observer: BaseObserver, name: bytes = b"mediqa-watch") -> None:
+    """Give watchdog's threads an OS name (``top -H``, ``/proc/<pid>/task/*/comm``; Linux only, best effort)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        setname = ctypes.CDLL(None).pthread_setname_np
+        setname.argtypes = [ctypes.c_ulong, ctypes.c_char_p]
+        for thread in _threads(observer):
+            if thread.ident is not None:
+                setname(thread.ident, name[:15])
+    except (OSError, AttributeError) as exc:  # a libc without it: the threads keep the process's name
+        log.debug("file watcher: threads not named (%s)", type(exc).__name__)
+
+
+def _has_close_events(observer: BaseObserver) -> bool:
+    """inotify (Linux) reports when a writer closes a file; the other native observers and polling do not."""
+    return type(observer).__name__ in ("InotifyObserver", "InotifyFullObserver")
 
 
 def _threads(observer: BaseObserver) -> list[threading.Thread]:

@@ -1,0 +1,136 @@
+"""Reading one stable file: its header and content digest, or why not; in the loop or in worker processes.
+
+``read_file`` is what indexing does per file (never raises for the file's sake). A pass with a big batch
+(a start-up backlog, a burst: ``POOL_MIN_READY`` ready files or more) hands it to ``ReadPool``: worker
+processes read headers while the loop records what they found. Measured on this machine (2 cores, 4 CT +
+4 MR series of 142 files): 340 files/s in the loop, 515 files/s with two workers. Small arrivals are read
+in the loop (no hand-over latency). The workers are started when first needed (``spawn``: the loop has
+threads) and stopped after ``POOL_IDLE_S`` unused, which gives their memory back; a worker that dies
+(a decoder's crash) makes that batch read in the loop, and the pool is started again later.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+import traceback
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from mediqa.agent.config import IngestConfig
+from mediqa.agent.dicom.index import read_header
+from mediqa.agent.dicom.records import InstanceRecord, record_to_json
+from mediqa.agent.series.tracker import FileOutcome
+from mediqa.errors import DicomSkip
+
+log = logging.getLogger(__name__)
+
+POOL_MIN_READY = 256  # ready files that make a pass read its batch in worker processes
+POOL_WORKERS = 2
+POOL_IDLE_S = 30.0  # workers unused this long are stopped
+CHUNK = 16  # files per hand-over to a worker
+
+Reader = Callable[..., InstanceRecord]
+Problem = tuple[str, BaseException] | None  # (while doing what, the exception) for an internal error
+
+
+def read_file(path: str, size: int, mtime_ns: int, ingest: IngestConfig, reader: Reader = read_header
+              ) -> tuple[FileOutcome, Problem]:
+    """Header and content digest of a stable file (seen with ``size``/``mtime_ns``), or why not.
+
+    ``status`` "again": it changed while it was read. An exception is a final skip ``internal: <type>``,
+    returned with what was being done when it happened (the caller logs it).
+    """
+    out = FileOutcome(path, size, mtime_ns)
+    try:
+        record = reader(path, skip_derived=ingest.skip_derived, skip_localizers=ingest.skip_localizers,
+                        limits=ingest.limits)
+    except DicomSkip as skip:
+        out.reason, out.detail, out.retry, out.series_uid = skip.reason, skip.detail, skip.retry, skip.series_uid
+        return out, None
+    except Exception as exc:  # noqa: BLE001 - a poison file is a recorded skip, never the loop's end
+        out.reason = f"internal: {type(exc).__name__}"
+        return out, ("reading", exc)
+    try:
+        crc, length = file_crc32(path)
+        after = os.stat(path)
+        if length != size or (after.st_size, after.st_mtime_ns) != (size, mtime_ns):
+            out.status, out.size, out.mtime_ns = "again", after.st_size, after.st_mtime_ns
+            return out, None
+        out.record, out.record_json, out.crc = record, record_to_json(record), crc
+    except OSError as exc:
+        out.reason, out.detail, out.retry = "unreadable", exc.strerror or type(exc).__name__, True
+    except Exception as exc:  # noqa: BLE001 - e.g. a header value that cannot be stored
+        out.reason = f"internal: {type(exc).__name__}"
+        return out, ("recording", exc)
+    return out, None
+
+
+def file_crc32(path: str, chunk: int = 1 << 20) -> tuple[int, int]:
+    """zlib.crc32 of the file's bytes and how many were read (one sequential read; cheap, not a hash)."""
+    crc, n = 0, 0
+    with open(path, "rb") as fh:  # read-only, like everything the agent opens in the export folder
+        while block := fh.read(chunk):
+            crc = zlib.crc32(block, crc)
+            n += len(block)
+    return crc, n
+
+
+def _read_in_worker(jobs: list[tuple[str, int, int]], ingest: IngestConfig
+                    ) -> list[tuple[FileOutcome, tuple[str, str, str] | None]]:
+    """In a worker: ``read_file`` for each job; an internal error comes back as (what, type, traceback)."""
+    out = []
+    for path, size, mtime_ns in jobs:
+        outcome, problem = read_file(path, size, mtime_ns, ingest)
+        sent = None
+        if problem is not None:
+            what, exc = problem
+            sent = (what, type(exc).__name__, "".join(traceback.format_exception(exc)).rstrip())
+        out.append((outcome, sent))
+    return out
+
+
+def _quiet_worker() -> None:
+    """A worker logs nothing: its lines would reach stderr without the agent's path scrubber."""
+    logging.disable(logging.CRITICAL)
+
+
+class ReadPool:
+    """Worker processes that read files for the loop (started on first use, stopped when idle)."""
+
+    def __init__(self, workers: int = POOL_WORKERS) -> None:
+        self.workers = max(1, min(workers, os.cpu_count() or 1))
+        self._executor: ProcessPoolExecutor | None = None
+        self._used_at = 0.0
+
+    def read(self, jobs: list[tuple[str, int, int]], ingest: IngestConfig
+             ) -> list[tuple[FileOutcome, tuple[str, str, str] | None]] | None:
+        """Every job's outcome, in order; None when the workers failed (read them in the loop instead)."""
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_quiet_worker)
+        chunks = [jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+        try:
+            futures = [self._executor.submit(_read_in_worker, chunk, ingest) for chunk in chunks]
+            results = [item for future in futures for item in future.result()]
+        except (BrokenProcessPool, OSError, RuntimeError) as exc:  # a worker died, or could not be started
+            log.warning("header reading in worker processes failed (%s): reading in the agent's process",
+                        type(exc).__name__)
+            self.close()
+            return None
+        finally:
+            self._used_at = time.monotonic()
+        return results
+
+    def close_if_idle(self) -> None:
+        if self._executor is not None and time.monotonic() - self._used_at >= POOL_IDLE_S:
+            self.close()
+
+    def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)

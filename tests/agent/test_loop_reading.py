@@ -1,0 +1,70 @@
+"""Big batches are read in worker processes, with the same outcomes as in the loop; a worker that dies makes
+the batch read in the loop."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from test_reliability_support import Clock, agent, copy, make_series, settle
+
+import mediqa.agent.loop.intake as intake
+
+
+@pytest.fixture
+def small_batches_go_to_workers(monkeypatch):
+    monkeypatch.setattr(intake, "POOL_MIN_READY", 8)
+
+
+def _indexed(a) -> dict[str, tuple]:
+    rows = a.db.query("SELECT path, status, reason, crc FROM files ORDER BY path")
+    return {bytes(p).decode(): (status, reason, crc) for p, status, reason, crc in rows}
+
+
+def test_workers_read_a_big_batch_as_the_loop_would(tmp_path, small_batches_go_to_workers, monkeypatch):
+    export, clock = tmp_path / "export", Clock()
+    copy(make_series(tmp_path, "a", 9, seed=1), export / "a")
+    (export / "a" / "notes.txt").write_text("not dicom")
+    (export / "empty.dcm").write_bytes(b"")  # retried (maybe still being written): beside the series
+    results: list = []
+    pooled = agent(tmp_path / "pooled", export, clock, results)
+    try:
+        settle(pooled, clock)
+        assert pooled._pool._executor is not None  # the batch of 11 went to the workers
+        by_pool = _indexed(pooled)
+    finally:
+        pooled.close()
+    monkeypatch.setattr(intake, "POOL_MIN_READY", 10**9)
+    here: list = []
+    local = agent(tmp_path / "local", export, Clock(), here)
+    try:
+        settle(local, local.clock)  # type: ignore[arg-type]
+        assert local._pool._executor is None
+        assert _indexed(local) == by_pool
+    finally:
+        local.close()
+    assert [r.n_instances for r in results] == [r.n_instances for r in here] == [9]
+    assert results[0].score == here[0].score
+    assert pooled.skipped == local.skipped and set(pooled.skipped.values()) == {"not_dicom"}
+
+
+def test_a_worker_that_dies_makes_the_batch_read_in_the_loop(tmp_path, small_batches_go_to_workers, caplog):
+    export, clock = tmp_path / "export", Clock()
+    copy(make_series(tmp_path, "a", 9, seed=1), export / "a")
+    results: list = []
+    a = agent(tmp_path / "state", export, clock, results)
+    try:
+        a.step()
+        executor = a._pool._executor
+        assert executor is not None
+        for process in list(executor._processes.values()):  # as if a decoder had crashed them
+            process.kill()
+            process.join(5)
+        copy(make_series(tmp_path, "b", 9, seed=2), export / "b")
+        caplog.set_level(logging.WARNING)
+        a.reconcile()
+        settle(a, clock)
+    finally:
+        a.close()
+    assert sorted(r.n_instances for r in results) == [9, 9]
+    assert "reading in the agent's process" in caplog.text

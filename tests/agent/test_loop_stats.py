@@ -1,0 +1,107 @@
+"""``Agent.stats`` (for the metrics) and ``on_pass`` (the systemd watchdog ping), and memory given back when
+the loop goes idle after a backlog."""
+
+from __future__ import annotations
+
+import threading
+
+from test_reliability_support import Clock, agent, config, copy, make_series, settle
+
+import mediqa.agent.service as service
+from mediqa.agent.loop.stats import AgentStats
+from mediqa.agent.scoring.classical import ClassicalScorer
+
+
+def _with_on_pass(state, export, clock, on_pass, **kw) -> service.Agent:
+    return service.Agent(config(state), ClassicalScorer(), export, clock=clock, on_pass=on_pass, **kw)
+
+
+def test_stats_count_indexed_skipped_pending_and_scored(tmp_path):
+    export, state, clock = tmp_path / "export", tmp_path / "state", Clock()
+    copy(make_series(tmp_path, "a", 5), export / "a")
+    (export / "junk.txt").write_text("not dicom")
+    (export / "empty.dcm").write_bytes(b"")
+    a = agent(state, export, clock, stable_s=1.0)
+    assert isinstance(a.stats, AgentStats) and a.stats.files_indexed == 0 and a.stats.last_file_event_at is None
+    a.step()  # found, still settling
+    assert a.stats.queue_length == 7 and a.stats.files_indexed == 0
+    settle(a, clock, passes=24)
+    snap = a.stats.snapshot()
+    assert snap.files_indexed == 5 and snap.queue_length == 0
+    assert snap.files_skipped == {"not_dicom": 1, "empty_file": 1}
+    assert snap.series_scored == {("ok", "CT"): 1}
+    assert snap.passes == a.stats.passes >= 25
+
+
+def test_on_pass_is_called_once_per_pass(tmp_path):
+    export, state, clock = tmp_path / "export", tmp_path / "state", Clock()
+    copy(make_series(tmp_path, "a", 4), export / "a")
+    pings: list[float] = []
+    a = _with_on_pass(state, export, clock, lambda: pings.append(clock.now))
+    for _ in range(5):
+        a.step()
+        clock.now += 1
+    assert len(pings) == 5
+
+
+def test_on_pass_is_called_every_few_seconds_of_a_long_walk(tmp_path):
+    export, state = tmp_path / "export", tmp_path / "state"
+    for i in range(3):
+        copy(make_series(tmp_path, f"s{i}", 400, seed=i), export / f"s{i}")
+
+    class Ticking(Clock):  # every look at the clock is 10 ms later: the walk of 1,200 files takes ~24 s
+        def __call__(self) -> float:
+            self.now += 0.01
+            return self.now
+
+    clock = Ticking()
+    pings: list[float] = []
+    a = _with_on_pass(state, export, clock, lambda: pings.append(clock.now))
+    a.reconcile()
+    assert len(pings) >= 5 and max(b - x for x, b in zip(pings, pings[1:], strict=False)) < 5.0
+
+
+def test_a_failing_on_pass_does_not_stop_the_loop(tmp_path):
+    export, state, clock = tmp_path / "export", tmp_path / "state", Clock()
+    copy(make_series(tmp_path, "a", 4), export / "a")
+
+    def broken() -> None:
+        raise RuntimeError("the notify socket went away")
+
+    results: list = []
+    a = _with_on_pass(state, export, clock, broken, on_result=lambda r, i: results.append(r))
+    settle(a, clock)
+    assert len(results) == 1
+
+
+def test_stats_can_be_read_from_another_thread_while_the_loop_runs(tmp_path):
+    export, state = tmp_path / "export", tmp_path / "state"
+    copy(make_series(tmp_path, "a", 4), export / "a")
+    a = service.Agent(config(state), ClassicalScorer(), export)  # the real clock
+    stop = threading.Event()
+    loop = threading.Thread(target=a.run, args=(stop,), kwargs={"watch": False, "tick_s": 0.02})
+    loop.start()
+    try:
+        snaps = [a.stats.snapshot() for _ in range(200)]
+    finally:
+        stop.set()
+        loop.join(10)
+    assert snaps[-1].passes >= snaps[0].passes
+
+
+def test_memory_is_given_back_once_when_the_loop_goes_idle_after_a_backlog(tmp_path, monkeypatch):
+    monkeypatch.setattr(service, "RELEASE_AFTER_FILES", 6)
+    released: list[bool] = []
+    monkeypatch.setattr(service, "release_memory", lambda shrink=None: released.append(True) or True)
+    export, state, clock = tmp_path / "export", tmp_path / "state", Clock()
+    copy(make_series(tmp_path, "a", 4), export / "a")
+    a = agent(state, export, clock)
+    settle(a, clock)
+    assert released == []  # 4 files: no backlog
+    copy(make_series(tmp_path, "b", 8, seed=3), export / "b")
+    a.reconcile()
+    a.step()
+    assert released == []  # not idle yet: "b" is open
+    settle(a, clock)
+    settle(a, clock)
+    assert released == [True]
