@@ -6,7 +6,6 @@ Checked three ways: pydicom reads it back, highdicom re-parses its content tree,
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import shutil
@@ -18,6 +17,7 @@ from typing import Any
 import highdicom as hd
 import pydicom
 import pytest
+from dicom_peers import tool as _tool
 from pydicom.uid import ComprehensiveSRStorage
 
 from mediqa.agent.report.sr import build_quality_sr, sr_instance_uid, write_sr
@@ -31,29 +31,6 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> list[pydicom.Dataset]:
     dest = tmp_path_factory.mktemp("phantom")
     write_phantom_ct(dest, noise_hu=4.0, seed=0, slices=12, size=128)
     return [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(dest.glob("*.dcm"))]
-
-
-@functools.cache
-def _dcmtk_path(name: str) -> str | None:
-    """dcmtk's ``name`` on PATH: pynetdicom installs Python apps of the same names (storescu...) in the venv."""
-    for folder in os.environ.get("PATH", "").split(os.pathsep):
-        path = shutil.which(name, path=folder) if folder else None
-        if path is None:
-            continue
-        try:
-            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if "$dcmtk:" in out.stdout + out.stderr:
-            return path
-    return None
-
-
-def _tool(name: str) -> str:
-    path = _dcmtk_path(name)
-    if path is None:
-        pytest.skip(f"dcmtk's {name} not found on PATH (install the Debian package 'dcmtk')")
-    return path
 
 
 def _result(series: list[pydicom.Dataset], **over: Any) -> dict[str, Any]:

@@ -6,10 +6,8 @@ and is stopped by each test, so no server or thread outlives it (conftest checks
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from dicom_peers import tool as _tool
 from pydicom.uid import (
     CTImageStorage,
     DeflatedExplicitVRLittleEndian,
@@ -44,29 +43,6 @@ from mediqa.agent.watch.dicom_node import (
 from mediqa.errors import ConfigError
 
 PEER_TIMEOUT_S = 60
-
-
-@functools.cache
-def _dcmtk_path(name: str) -> str | None:
-    """dcmtk's ``name`` on PATH: pynetdicom installs Python apps of the same names (storescu...) in the venv."""
-    for folder in os.environ.get("PATH", "").split(os.pathsep):
-        path = shutil.which(name, path=folder) if folder else None
-        if path is None:
-            continue
-        try:
-            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if "$dcmtk:" in out.stdout + out.stderr:
-            return path
-    return None
-
-
-def _tool(name: str) -> str:
-    path = _dcmtk_path(name)
-    if path is None:
-        pytest.skip(f"dcmtk's {name} not found on PATH (install the Debian package 'dcmtk')")
-    return path
 
 
 @pytest.fixture(scope="module")
