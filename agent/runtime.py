@@ -79,6 +79,8 @@ class Runtime:
             self.feed = NodeFeed(agent.events, dicom.node, spool_path(dicom.spool_dir, config.state_path),
                                  db=lambda: agent.db, keep=self.outbox.needs_files if self.outbox else None,
                                  export_folder=folder)
+            feed = self.feed
+            agent.open_folders = lambda: {str(p) for p in feed.open_folders()}  # due after the release
 
     def _on_result(self, result: SeriesResult, result_id: int) -> None:
         for sink in self._sinks:

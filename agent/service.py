@@ -106,6 +106,9 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, SaliencyJob):
         self.clock = clock
         self.on_result = on_result
         self.on_pass = on_pass
+        # Folders still being written by an open DICOM association (the node feed sets it): a series
+        # received there is due only once its association is released and its quiet period has passed.
+        self.open_folders: Callable[[], set[str]] | None = None
         self.stats = AgentStats()
         self.labels = PathLabels(self.folder, config.report.log_paths)
         self._scrubber = PathScrubber([str(self.folder)])

@@ -74,6 +74,7 @@ class LoopBase:
     stats: AgentStats
     skipped: dict[str, str]
     on_pass: Callable[[], None] | None
+    open_folders: Callable[[], set[str]] | None
     _scrubber: PathScrubber
     # intake: files pending per folder (what holds series), when each was first seen, the walk in progress
     _pending: dict[str, set[str]]

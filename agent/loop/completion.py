@@ -97,8 +97,11 @@ class CompletionJob(LoopBase):
                      and st.instances >= st.expected)
             if not early and self.clock() - self._since(st) < self._quiet_wait(st):
                 return True  # a quiet period after a start: what arrived while the agent was stopped is unknown
-        if self._folders_busy(self.tracker.folders(st.series_uid)):
+        folders = self.tracker.folders(st.series_uid)
+        if self._folders_busy(folders):
             return True
+        if self.open_folders is not None and folders & self.open_folders():
+            return True  # its DICOM association is still open: more instances may come
         return self._files_changed(st)
 
     def _folders_busy(self, folders: set[str]) -> bool:
