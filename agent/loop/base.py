@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mediqa.agent.config import AgentConfig
 from mediqa.agent.dicom.records import InstanceRecord
@@ -108,33 +109,25 @@ class LoopBase:
     _rebuilt_at: float | None
     _rebuilding: bool
 
-    # --- calls between jobs (each implemented by one of them) --------------------------------------
-    def _recover_corrupt(self, exc: BaseException, move: bool = True) -> None:
-        raise NotImplementedError  # state.StateJob
+    # --- calls between jobs: each is implemented by one job (named), declared here for the type checker --
+    if TYPE_CHECKING:
+        def _recover_corrupt(self, exc: BaseException, move: bool = True) -> None: ...  # state.StateJob
 
-    def _observe(self, path: str, st: os.stat_result, closed: bool = False) -> None:
-        raise NotImplementedError  # intake.IntakeJob
+        def _observe(self, path: str, st: os.stat_result, closed: bool = False) -> None: ...  # intake.IntakeJob
 
-    def _hold(self, st: SeriesState) -> bool:
-        raise NotImplementedError  # completion.CompletionJob
+        def _hold(self, st: SeriesState) -> bool: ...  # completion.CompletionJob
 
-    def _arrival(self, series_uid: str, written: float, applied_at: float) -> None:
-        raise NotImplementedError  # completion.CompletionJob
+        def _arrival(self, series_uid: str, written: float, applied_at: float) -> None: ...  # completion.CompletionJob
 
-    def _forget_arrival(self, series_uid: str) -> None:
-        raise NotImplementedError  # completion.CompletionJob
+        def _forget_arrival(self, series_uid: str) -> None: ...  # completion.CompletionJob
 
-    def _due(self) -> list[SeriesState]:
-        raise NotImplementedError  # completion.CompletionJob
+        def _due(self) -> list[SeriesState]: ...  # completion.CompletionJob
 
-    def _queue_saliency(self, records: list[InstanceRecord]) -> None:
-        raise NotImplementedError  # saliency.SaliencyJob
+        def _queue_saliency(self, records: list[InstanceRecord]) -> None: ...  # saliency.SaliencyJob
 
-    def _flush_jsonl(self) -> None:
-        raise NotImplementedError  # scoring.ScoringJob
+        def _flush_jsonl(self) -> None: ...  # scoring.ScoringJob
 
-    def _forget_saliency_todo(self, series_uid: str) -> None:
-        raise NotImplementedError  # saliency.SaliencyJob
+        def _forget_saliency_todo(self, series_uid: str) -> None: ...  # saliency.SaliencyJob
 
     # --- writes ---------------------------------------------------------------------------------------
     def _writable(self) -> bool:
