@@ -8,7 +8,7 @@ candidate stride), those of series that announce nothing next, and known non-can
 
 Each pass computes for at most ``SALIENCY_BUSY_S`` while files wait to be indexed (indexing comes first:
 it must keep up with the console) and ``SALIENCY_IDLE_S`` otherwise; the loop does not sleep while some
-is left. At most ``SALIENCY_TODO_MAX`` arrivals wait (a bigger backlog is computed at completion, for
+is left. At most ``SALIENCY_WAITING_MAX`` arrivals wait (a bigger backlog is computed at completion, for
 its candidates only).
 """
 
@@ -29,14 +29,14 @@ log = logging.getLogger(__name__)
 
 SALIENCY_BUSY_S = 0.04  # a pass's saliency while files wait to be indexed (likely candidates only)
 SALIENCY_IDLE_S = 0.05  # ... and while none does (the loop then does not wait for events)
-SALIENCY_TODO_MAX = 4096  # arrivals waiting for their saliency (bounded memory)
+SALIENCY_WAITING_MAX = 4096  # arrivals waiting for their saliency (bounded memory)
 DIRECTIONS_KEPT = 1000  # series whose slice direction is remembered
 
 
 class SaliencyJob(LoopBase):
     def _queue_saliency(self, records: list[InstanceRecord]) -> None:
         for record in records:
-            if len(self._saliency_first) + len(self._saliency_todo) >= SALIENCY_TODO_MAX:
+            if len(self._saliency_first) + len(self._saliency_todo) >= SALIENCY_WAITING_MAX:
                 return  # computed at completion, for the candidates only
             likely = self._likely_candidate(record)
             if likely is True:
