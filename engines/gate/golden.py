@@ -77,7 +77,7 @@ class GoldenSet:
                 "cases": [{"name": c.name, "group": c.group, "inputs": list(c.inputs)} for c in self.cases]}
         arrays["__meta__"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy stub: **kwds might fill allow_pickle
+        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy's hints: **kwds might fill allow_pickle
         return atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
