@@ -62,6 +62,7 @@ from mediqa.agent.pipeline import Analysis, analyse_series
 from mediqa.agent.report.privacy import PathLabels, PathScrubber, clean_text
 from mediqa.agent.report.store import jsonl_path
 from mediqa.agent.scoring.base import Scorer, SeriesResult
+from mediqa.agent.select.prompts import load_rules
 from mediqa.agent.watch.settle import Settler
 from mediqa.agent.watch.watcher import FolderWatcher, PathEvent
 from mediqa.errors import ConfigError
@@ -221,6 +222,8 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, SaliencyJob):
             handler.addFilter(self._scrubber)
         watcher: FolderWatcher | None = None
         try:
+            with self._guard("loading the prompt rules", "loop"):
+                load_rules()  # parsed once, now: not in the first series' latency
             if watch:
                 watcher = self._start_watcher()
             while not stop.is_set():

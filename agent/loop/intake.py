@@ -172,7 +172,8 @@ class IntakeJob(LoopBase):
         if not ready:
             self._pool.close_if_idle()
             return
-        outcomes = self._read_in_pool(ready[:POOL_BATCH]) if len(ready) >= POOL_MIN_READY else None
+        big = len(ready) >= POOL_MIN_READY and self._pool.ready()  # (starts the workers: later passes use them)
+        outcomes = self._read_in_pool(ready[:POOL_BATCH]) if big else None
         if outcomes is None:
             outcomes = self._read_here(ready)
         batch: list[FileOutcome] = []

@@ -18,7 +18,7 @@ import time
 import traceback
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from mediqa.agent.config import IngestConfig
@@ -99,20 +99,42 @@ def _quiet_worker() -> None:
     logging.disable(logging.CRITICAL)
 
 
+def _started() -> bool:
+    return True
+
+
 class ReadPool:
-    """Worker processes that read files for the loop (started on first use, stopped when idle)."""
+    """Worker processes that read files for the loop (started on first use, stopped when idle).
+
+    Starting takes a moment (each worker imports the reader): ``ready()`` starts them without waiting and
+    says whether they are up; until then the loop reads by itself.
+    """
 
     def __init__(self, workers: int = POOL_WORKERS) -> None:
         self.workers = max(1, min(workers, os.cpu_count() or 1))
         self._executor: ProcessPoolExecutor | None = None
+        self._starting: list[Future[bool]] = []
         self._used_at = 0.0
+
+    def ready(self) -> bool:
+        """Start the workers if they are not running (without waiting); True once every one is up."""
+        if self._executor is None:
+            try:
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                     initializer=_quiet_worker)
+                self._starting = [self._executor.submit(_started) for _ in range(self.workers)]
+            except (OSError, RuntimeError) as exc:  # no processes here (a sandbox): the loop reads by itself
+                log.warning("cannot start header reading workers (%s)", type(exc).__name__)
+                self._executor = None
+                return False
+            self._used_at = time.monotonic()
+        return all(f.done() for f in self._starting)
 
     def read(self, jobs: list[tuple[str, int, int]], ingest: IngestConfig
              ) -> list[tuple[FileOutcome, tuple[str, str, str] | None]] | None:
         """Every job's outcome, in order; None when the workers failed (read them in the loop instead)."""
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_quiet_worker)
+            return None
         chunks = [jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK)]
         try:
             futures = [self._executor.submit(_read_in_worker, chunk, ingest) for chunk in chunks]
@@ -132,5 +154,6 @@ class ReadPool:
 
     def close(self) -> None:
         executor, self._executor = self._executor, None
+        self._starting = []
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)

@@ -4,6 +4,7 @@ the batch read in the loop."""
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from test_reliability_support import Clock, agent, copy, make_series, settle
@@ -14,6 +15,18 @@ import mediqa.agent.loop.intake as intake
 @pytest.fixture
 def small_batches_go_to_workers(monkeypatch):
     monkeypatch.setattr(intake, "POOL_MIN_READY", 8)
+
+
+def _warm(a) -> list[int]:
+    """Start the agent's workers and wait until they are up; returns the sizes of the batches they read."""
+    deadline = time.monotonic() + 60
+    while not a._pool.ready():
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.05)
+    batches: list[int] = []
+    real = a._pool.read
+    a._pool.read = lambda jobs, ingest: batches.append(len(jobs)) or real(jobs, ingest)
+    return batches
 
 
 def _indexed(a) -> dict[str, tuple]:
@@ -29,8 +42,9 @@ def test_workers_read_a_big_batch_as_the_loop_would(tmp_path, small_batches_go_t
     results: list = []
     pooled = agent(tmp_path / "pooled", export, clock, results)
     try:
+        batches = _warm(pooled)
         settle(pooled, clock)
-        assert pooled._pool._executor is not None  # the batch of 11 went to the workers
+        assert batches == [11]  # the batch of 11 went to the workers
         by_pool = _indexed(pooled)
     finally:
         pooled.close()
@@ -54,7 +68,9 @@ def test_a_worker_that_dies_makes_the_batch_read_in_the_loop(tmp_path, small_bat
     results: list = []
     a = agent(tmp_path / "state", export, clock, results)
     try:
+        batches = _warm(a)
         a.step()
+        assert batches == [9]
         executor = a._pool._executor
         assert executor is not None
         for process in list(executor._processes.values()):  # as if a decoder had crashed them
