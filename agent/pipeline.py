@@ -27,7 +27,8 @@ from mediqa.agent.dicom.decode import SliceKey
 from mediqa.agent.dicom.records import InstanceRecord
 from mediqa.agent.dicom.volume import SeriesLayout, plan_series
 from mediqa.agent.report.privacy import clean_text
-from mediqa.agent.scoring.base import Scorer, SeriesInput, SeriesResult, WorstSlice, provenance_fields
+from mediqa.agent.scoring.base import SCORE_MIN, Scorer, SeriesInput, SeriesResult, WorstSlice, provenance_fields
+from mediqa.agent.scoring.content import Content, check_content
 from mediqa.agent.scoring.decision import decide
 from mediqa.agent.select.prompts import prompt_for
 from mediqa.agent.select.saliency import saliency_from_store, select_slices
@@ -85,6 +86,10 @@ def analyse_series(records: Sequence[InstanceRecord] | SeriesLayout, scorer: Sco
     layout = records if isinstance(records, SeriesLayout) else plan_series(records)
     inputs = series_input(layout, slices=config.scoring.slices, selection=config.scoring.selection,
                           stored_saliency=stored_saliency)
+    # Before either scorer: a model trained on patients has no opinion about an image without one.
+    content = check_content(inputs.slices, layout.modality)
+    if content.kind != "ok":
+        return Analysis(layout, _no_content_result(layout, inputs, content, scorer, started))
     raw = scorer.score(inputs)
     selection = inputs.selection
     scores = np.asarray(raw.scores, dtype=np.float64)
@@ -113,6 +118,26 @@ def analyse_series(records: Sequence[InstanceRecord] | SeriesLayout, scorer: Sco
         notices=inputs.notices, **provenance_fields(scorer),
     )
     return Analysis(layout, result)
+
+
+def _no_content_result(layout: SeriesLayout, inputs: SeriesInput, content: Content, scorer: Scorer,
+                       started: float) -> SeriesResult:
+    """Nothing to assess: no anatomy is ``unscored`` (not the technologist's image to judge); pure noise is a
+    RETAKE at the bottom of the scale, whatever a scorer would have said (it is not run)."""
+    empty = content.kind == "empty"
+    k = len(inputs.selection.indices)
+    first = layout.first
+    return SeriesResult(
+        series_uid=layout.series_uid, series_key=layout.series_key, modality=layout.modality,
+        series_number=first.series_number, series_description=first.series_description,
+        n_instances=len(layout.records), n_slices=layout.n_slices, score=float("nan") if empty else SCORE_MIN,
+        decision="unscored" if empty else "retake", reasons=(content.reason,), worst=None,
+        slice_scores=(float("nan"),) * k if empty else (SCORE_MIN,) * k, selection=inputs.selection,
+        prompt=inputs.prompt, measures={"content_anatomy": content.anatomy, "content_structure": content.structure},
+        scorer=scorer.name, backend=scorer.backend, threshold={"source": "content check"},
+        processing_ms=(time.perf_counter() - started) * 1000.0, warnings=layout.warnings, notices=inputs.notices,
+        **provenance_fields(scorer),
+    )
 
 
 def unscored_result(records: Sequence[InstanceRecord], reasons: Sequence[str], *, scorer: Scorer | None = None,
