@@ -45,10 +45,15 @@ class HeaderLimits:
     max_pixel_bytes: int = 2 * 1024**3  # announced pixel data (rows x columns x frames x samples x bytes)
 
 
+# Series kinds that are not for quality scoring, decided on the whole series (agent/select/skips.py).
+SKIP_KINDS = ("localizer", "phase", "derived_map")
+
+
 @dataclass(frozen=True)
 class IngestConfig:
     skip_derived: bool = True
     skip_localizers: bool = True
+    skip_kinds: tuple[str, ...] = SKIP_KINDS  # reported as skipped with the reason, never silently dropped
     max_retries: int = 20  # half-written files are retried this many times, then skipped
     limits: HeaderLimits = field(default_factory=HeaderLimits)
 
@@ -203,6 +208,8 @@ def _check(cfg: AgentConfig) -> None:
         check_choice(key, value, _CHOICES[key])
     for i, backend in enumerate(cfg.scoring.backends):
         check_choice(f"scoring.backends[{i}]", backend, BACKEND_NAMES)
+    for i, kind in enumerate(cfg.ingest.skip_kinds):
+        check_choice(f"ingest.skip_kinds[{i}]", kind, SKIP_KINDS)
     if cfg.watch.max_depth < 1:
         raise ConfigError("watch.max_depth must be at least 1")
     for name, limit in dataclasses.asdict(cfg.ingest.limits).items():

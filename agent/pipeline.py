@@ -33,6 +33,7 @@ from mediqa.agent.scoring.decision import decide
 from mediqa.agent.select.prompts import prompt_for
 from mediqa.agent.select.saliency import saliency_from_store, select_slices
 from mediqa.agent.select.selection import Selection
+from mediqa.agent.select.skips import split_for_scoring
 from mediqa.errors import SeriesError
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,17 @@ def analyse_series(records: Sequence[InstanceRecord] | SeriesLayout, scorer: Sco
                    stored_saliency: Mapping[SliceKey, float] | None = None) -> Analysis:
     """Score one series end to end. Raises ``MediqaError`` subclasses when it cannot be measured."""
     started = time.perf_counter()
-    layout = records if isinstance(records, SeriesLayout) else plan_series(records)
+    given = records.records if isinstance(records, SeriesLayout) else tuple(records)
+    kept, skip, left_out = split_for_scoring(given, skip_kinds(config))
+    if skip is not None:  # a localizer, phase images, a parametric map: said so, never silently dropped
+        layout = records if isinstance(records, SeriesLayout) else plan_series(given)
+        return Analysis(layout, unscored_result(given, [skip.reason], scorer=scorer, decision="skipped",
+                                                processing_ms=(time.perf_counter() - started) * 1000.0))
+    layout = records if isinstance(records, SeriesLayout) and len(kept) == len(given) else plan_series(kept)
     inputs = series_input(layout, slices=config.scoring.slices, selection=config.scoring.selection,
                           stored_saliency=stored_saliency)
+    if left_out:
+        inputs = replace(inputs, notices=(*left_out, *inputs.notices))
     # Before either scorer: a model trained on patients has no opinion about an image without one.
     content = check_content(inputs.slices, layout.modality)
     if content.kind != "ok":
@@ -118,6 +127,12 @@ def analyse_series(records: Sequence[InstanceRecord] | SeriesLayout, scorer: Sco
         notices=inputs.notices, **provenance_fields(scorer),
     )
     return Analysis(layout, result)
+
+
+def skip_kinds(config: AgentConfig) -> tuple[str, ...]:
+    """The series kinds not scored; ``ingest.skip_localizers: false`` also scores localizers found by name."""
+    kinds = config.ingest.skip_kinds
+    return tuple(k for k in kinds if k != "localizer" or config.ingest.skip_localizers)
 
 
 def _no_content_result(layout: SeriesLayout, inputs: SeriesInput, content: Content, scorer: Scorer,

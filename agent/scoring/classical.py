@@ -18,6 +18,8 @@ from scipy import ndimage
 
 from mediqa import __version__
 from mediqa.agent.scoring.base import SCORE_MAX, Provenance, SeriesInput, SliceScores
+from mediqa.agent.select.skips import is_phase_image
+from mediqa.errors import SeriesError
 from mediqa.measures import slice_noise_hu
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,10 @@ class ClassicalScorer:
     provenance = Provenance(model_name="classical", model_version=__version__, model_sha256=None)  # no model file
 
     def score(self, series: SeriesInput) -> SliceScores:
+        if any(is_phase_image(r) for r in series.layout.records):
+            # Even with the phase skip turned off: phase wraps between -pi and pi, and this scorer would
+            # read them as noise (SNR about 0, a false RETAKE). Not measurable here, so not scored.
+            raise SeriesError("phase images cannot be scored by the classical scorer (phase wraps are not noise)")
         if series.layout.modality == "CT":
             return self._score_ct(series)
         return self._score_mr(series)
