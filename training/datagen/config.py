@@ -18,13 +18,15 @@ from mediqa.schema import build_dataclass, check_choice, to_plain
 
 log = logging.getLogger(__name__)
 
-SOURCE_KINDS = ("dicom", "pydicom", "mni152", "mni152_ct")
+SOURCE_KINDS = ("dicom", "pydicom", "mni152", "mni152_ct", "nifti_ct", "body_phantom")
+CLEAN_ANATOMY_KINDS = ("nifti_ct", "body_phantom")  # noise-free: a routine scan's noise is simulated first
 MODALITIES = ("CT", "MR")
 
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """One real source series. ``path``: folder under data_root (dicom) or test file name (pydicom)."""
+    """One source series. ``path``: folder under data_root (dicom), test file name (pydicom), NIfTI file
+    under data_root's parent (nifti_ct), or the region, chest or abdomen (body_phantom)."""
 
     name: str = ""
     kind: str = "dicom"
@@ -38,6 +40,7 @@ class SourceSpec:
     slice_range: tuple[float, ...] = (0.2, 0.8)
     acquisition_3d: bool = False  # a 3D (partition-encoded) MR acquisition: 3D motion applies
     optional: bool = False  # skip with a warning when absent instead of failing
+    contrast: bool = False  # body_phantom: intravenous contrast (portal-venous / arterial blood)
 
     @property
     def group_id(self) -> str:
@@ -142,6 +145,8 @@ def check(cfg: DataConfig) -> None:
             raise ConfigError(f"{where}: mni152 needs modality: MR")
         if src.kind not in ("mni152", "mni152_ct") and not src.path:
             raise ConfigError(f"{where}: path is required for kind {src.kind}")
+        if src.kind == "body_phantom":
+            check_choice(f"{where}.path", src.path, ("chest", "abdomen"))
         lo, hi = (src.slice_range + (0.0, 1.0))[:2]
         if not 0.0 <= lo <= hi <= 1.0 or src.slices < 1:
             raise ConfigError(f"{where}: slice_range must be within [0, 1] and slices >= 1")

@@ -9,6 +9,7 @@ records: vendor, pseudonymous series key, group, spacing and phase-encode direct
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ class SourceSeries:
     pe_direction: str  # ROW / COL / "" (unknown)
     source_path: str  # relative to data_root, or the package file name
     window: tuple[float, float] | None = None  # (centre, width) from the header, CT display window
+    clean_anatomy: bool = False  # noise-free CT: tasks_ct simulates a routine scan's noise first
 
     @property
     def dimension(self) -> str:
@@ -75,12 +77,20 @@ def _load_cached(spec: SourceSpec, data_root: str) -> SourceSeries:
         return _from_pydicom(spec)
     if spec.kind == "mni152_ct":
         return _from_pseudo_ct(spec)
+    if spec.kind == "nifti_ct":
+        return _from_nifti_ct(spec, Path(data_root))
+    if spec.kind == "body_phantom":
+        return _from_body_phantom(spec)
     return _from_mni152(spec)
 
 
 def source_available(spec: SourceSpec, data_root: Path) -> bool:
     if spec.kind == "dicom":
         return (data_root / spec.path).is_dir()
+    if spec.kind == "nifti_ct":
+        from mediqa.training.datagen.sources_body import nifti_path
+
+        return nifti_path(spec, data_root).is_file()
     return True
 
 
@@ -142,3 +152,27 @@ def _from_pseudo_ct(spec: SourceSpec) -> SourceSeries:
                         series_key=series_key("nilearn:mni152_pseudo_ct_0.5mm"), volume=volume,
                         spacing_mm=spacing, slice_step_mm=step, pe_direction="",
                         source_path="nilearn/MNI152 tissue maps (pseudo-CT)", window=WINDOW)
+
+
+def _from_nifti_ct(spec: SourceSpec, data_root: Path) -> SourceSeries:
+    """A resampled CT volume (TotalSegmentator test data): clean anatomy, see ``sources_body``."""
+    from mediqa.training.datagen.sources_body import load_nifti_ct
+
+    volume, spacing, step, key = load_nifti_ct(spec, data_root)
+    return SourceSeries(spec=spec, modality="CT", vendor=spec.vendor or "unknown", series_key=series_key(key),
+                        volume=volume, spacing_mm=spacing, slice_step_mm=step, pe_direction="",
+                        source_path=spec.path, clean_anatomy=True)
+
+
+def _from_body_phantom(spec: SourceSpec) -> SourceSeries:
+    """``spec.slices`` independent random patients of the procedural body phantom (``body_phantom``)."""
+    from mediqa.training.datagen.body_phantom import SPACING_MM, phantom_volume
+    from mediqa.training.datagen.sources_body import phantom_key
+
+    seed = int.from_bytes(hashlib.sha256(spec.name.encode()).digest()[:8], "little")  # stable per source
+    volume = phantom_volume(spec.path, spec.slices, seed, spec.contrast)
+    # No slice step: neighbouring slices are different patients, so no thick-slab average applies.
+    return SourceSeries(spec=spec, modality="CT", vendor=spec.vendor or "body phantom",
+                        series_key=phantom_key(spec, seed), volume=volume, spacing_mm=(SPACING_MM, SPACING_MM),
+                        slice_step_mm=None, pe_direction="", source_path=f"procedural body phantom ({spec.path})",
+                        clean_anatomy=True)

@@ -5,6 +5,12 @@ view count. Dose needs a noise measurement in soft tissue (the global noise leve
 the measure the agent's classical scorer makes): slices without enough soft tissue keep their other
 degradations and log why dose (and the image-domain noise, whose dose label needs the same measurement)
 was skipped.
+
+Clean-anatomy sources (the body phantom, resampled NIfTI volumes) first get a routine full-dose scan's
+noise at a body-size-dependent flux (``degrade/ct_native``); that noisy slice is then the source, and the
+reference of every proxy label, exactly as a real source's own full-dose slice is: so a body slice at its
+routine noise is labelled good, not "noisier than a head CT". They get no thick-slab level (their
+neighbours are other patients, or 3 mm voxels).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from mediqa.training.datagen.made import Made, rng_for
 from mediqa.training.datagen.sources import SourceSeries
 from mediqa.training.degrade.ct_blur import simulate_kernel_blur, simulate_thick_slice
 from mediqa.training.degrade.ct_dose import calibrate_i0, simulate_dose
+from mediqa.training.degrade.ct_native import native_scan
 from mediqa.training.degrade.ct_noise import simulate_image_noise
 from mediqa.training.degrade.ct_project import Projection
 from mediqa.training.degrade.ct_sparse import SparseViews
@@ -29,7 +36,12 @@ log = logging.getLogger(__name__)
 def ct_slice_degradations(src: SourceSeries, k: int, cfg: DataConfig) -> Made:
     image = src.volume[k].astype(np.float64)
     spacing = src.spacing_mm[0]
-    proj = Projection.of(image, spacing, cfg.ct.projection_views)
+    if src.clean_anatomy:
+        scan = native_scan(image, spacing, src.spec.anatomy, cfg.ct.projection_views,
+                           rng_for(cfg, src, k, "ct_native", 0))
+        image, proj = scan.image, scan.projection
+    else:
+        proj = Projection.of(image, spacing, cfg.ct.projection_views)
     made: Made = []
 
     def measure(img: np.ndarray) -> float:
@@ -54,7 +66,7 @@ def ct_slice_degradations(src: SourceSeries, k: int, cfg: DataConfig) -> Made:
     for level, fwhm in enumerate(cfg.ct.blur_fwhm_mm):
         made.append((k, level, simulate_kernel_blur(image, fwhm, src.spacing_mm), image))
     step = src.slice_step_mm
-    if step is not None and step <= cfg.ct.slab_max_step_mm:
+    if step is not None and step <= cfg.ct.slab_max_step_mm and not src.clean_anatomy:
         for level, n in enumerate(cfg.ct.slab_slices):
             half = n // 2
             if k - half >= 0 and k + half < src.volume.shape[0]:
