@@ -17,6 +17,7 @@ import numpy as np
 
 from mediqa.agent.config import AgentConfig
 from mediqa.agent.scoring.base import Provenance, SeriesInput, SliceScores
+from mediqa.agent.scoring.dose_reference import describe_dose, dose_vs_reference, measured_noise_hu, reference_for
 from mediqa.agent.scoring.models import file_sha256, gate_model, resolve_model
 from mediqa.model_card import ModelCard, read_card
 from mediqa.preprocess import prepare, prompt_indices
@@ -101,7 +102,20 @@ class LearnedScorer:
         k = series.slices.shape[0]
         per_slice = [float(quality[owner == i].mean()) if np.any(owner == i) else float("nan") for i in range(k)]
         measures, explanations = self._heads(np.asarray(out.get("physics", np.zeros((len(crops), 0)))), modality)
+        if "ct_dose" in measures:
+            self._explain_dose(series, measures["ct_dose"], explanations)
         return SliceScores(scores=tuple(per_slice), measures=measures, explanations=explanations)
+
+    def _explain_dose(self, series: SeriesInput, model_dose: float, explanations: dict[str, str]) -> None:
+        """The dose words against the reference of this series' anatomy and kernel (``dose_reference``)."""
+        explanations.pop("ct_dose", None)
+        ref = reference_for(series.prompt)
+        fraction = dose_vs_reference(model_dose, ref)
+        info: Mapping[str, Any] = self.card.head_info.get("ct_dose", {})
+        if fraction > 0 and _notable("ct_dose", math.log2(fraction), info):
+            spacing = series.layout.pixel_spacing
+            noise = measured_noise_hu(series.slices, float(spacing[0]) if spacing else None)
+            explanations["ct_dose"] = describe_dose(fraction, ref, noise)
 
     def _heads(self, physics: np.ndarray, modality: str) -> tuple[dict[str, float], dict[str, str]]:
         measures: dict[str, float] = {}

@@ -52,7 +52,7 @@ def test_learned_scorer_scores_real_ct_and_explains(tmp_path, model_path, shared
     assert result.measures["ct_dose"] == pytest.approx(0.25)  # 2 ** -2, back in the head's unit
     assert "mr_motion_rms_mm" not in result.measures  # MR head, CT series
     assert result.decision == "retake"
-    assert any("noise like 25% of the reference dose" in r for r in result.reasons), result.reasons
+    assert any("noise like 25% of the reference dose for head CT" in r for r in result.reasons), result.reasons
 
 
 def test_missing_card_is_a_clear_error(tmp_path, model_path):
