@@ -16,6 +16,7 @@ from typing import Any
 
 from mediqa.agent.config_console import ConsoleConfig
 from mediqa.agent.config_dicom import DicomConfig
+from mediqa.agent.config_thresholds import ReviewedThresholds, load_reviewed
 from mediqa.backends import BACKEND_NAMES
 from mediqa.errors import ConfigError
 from mediqa.schema import build_dataclass, check_choice, read_yaml_mapping, set_dotted, to_plain
@@ -94,6 +95,10 @@ class ThresholdConfig:
     default: Threshold = field(default_factory=Threshold)
     modality: Mapping[str, Threshold] = field(default_factory=dict)
     rules: tuple[ThresholdRule, ...] = ()
+    # A reviewed thresholds file written by ``mediqa calibrate`` (agent/config_thresholds.py): applied only when
+    # named here; relative paths live in the state dir. ``reviewed`` is its content, read at load (never YAML).
+    reviewed_file: str = ""
+    reviewed: ReviewedThresholds | None = None
 
 
 @dataclass(frozen=True)
@@ -189,8 +194,16 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> AgentConfig:
+    thresholds = raw.get("thresholds")
+    if isinstance(thresholds, Mapping) and "reviewed" in thresholds:
+        raise ConfigError("thresholds.reviewed is read from the file named by thresholds.reviewed_file",
+                          "write it with mediqa calibrate, review it, and name it in thresholds.reviewed_file")
     cfg = build_dataclass(AgentConfig, raw, "")
     _check(cfg)
+    if cfg.thresholds.reviewed_file:  # validated now, like the rest of the config: never a surprise mid-run
+        path = Path(os.path.expandvars(os.path.expanduser(cfg.thresholds.reviewed_file)))
+        reviewed = load_reviewed(path if path.is_absolute() else cfg.state_path / path, MODALITIES)
+        cfg = dataclasses.replace(cfg, thresholds=dataclasses.replace(cfg.thresholds, reviewed=reviewed))
     return cfg
 
 
