@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mediqa.agent.config_alerts import AlertsConfig, check_alerts
 from mediqa.agent.config_console import ConsoleConfig
 from mediqa.agent.config_dicom import DicomConfig
 from mediqa.agent.config_thresholds import ReviewedThresholds, load_reviewed
@@ -148,6 +149,7 @@ class AgentConfig:
     dicom: DicomConfig = field(default_factory=DicomConfig)  # the DICOM node and SR outputs (agent/config_dicom.py)
     notify: NotifySettings = field(default_factory=NotifySettings)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)  # web console, /healthz, /metrics
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)  # how long an alert is news (agent/config_alerts.py)
     log_level: str = "INFO"
 
     @property
@@ -241,6 +243,7 @@ def _check(cfg: AgentConfig) -> None:
         if quiet < 0:
             raise ConfigError(f"completion.quiet_period_s.{key} must not be negative")
     _check_thresholds(cfg.thresholds)
+    check_alerts(cfg.alerts)
 
 
 # The attributes a threshold rule can match: exactly what ``agent/pipeline.py:_attributes`` hands the

@@ -151,7 +151,8 @@ class Runtime:
             self.console = start_console(
                 console_cfg, self.config.state_path, metrics=metrics, db=lambda: agent.db,
                 status=lambda: agent_status(agent, last_file_at=lambda: metrics.last_file_event),
-                head_info=getattr(getattr(self.scorer, "card", None), "head_info", None))
+                head_info=getattr(getattr(self.scorer, "card", None), "head_info", None),
+                live_max_age_s=self.config.alerts.max_age_s)
             if self.console is not None:
                 stack.callback(self.console.stop)
                 log.info("console on %s", self.console.url)

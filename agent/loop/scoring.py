@@ -7,6 +7,10 @@ memory and written (row, results.jsonl line) when the database takes writes agai
 
 Bounded per pass: due series are scored one after the other until ``SCORE_SLICE_S`` has passed (at least
 one per pass); the rest stay due, and the loop indexes in between.
+
+Old news is not news (``alerts.max_age_h``): a series whose files were all written before the agent's first
+result and longer ago than the limit (the backlog of a first start) is stored as history, never shown; a
+result committed but never shown that is older than the limit by the next start is recorded as shown.
 """
 
 from __future__ import annotations
@@ -83,7 +87,21 @@ class ScoringJob(LoopBase):
             result = replace(result, notices=(notice, *result.notices))
         if result.processing_ms == 0.0:
             result = replace(result, processing_ms=(time.perf_counter() - started) * 1000.0)
-        return result if self._save(result, st, digest) else None
+        return result if self._save(result, st, digest, self._history_age(records)) else None
+
+    def _history_age(self, records: Sequence[InstanceRecord]) -> float | None:
+        """How old the series is when it is to be stored as history (``AlertsConfig.history_age``), else None.
+
+        A series without a readable file has no file time: it is news (an alert too many beats one missed).
+        """
+        if not records:
+            return None
+        try:
+            first = self.store.first_result_at()
+        except sqlite3.Error:
+            return None
+        newest = max(r.mtime_ns for r in records) / 1e9
+        return self.config.alerts.history_age(newest, self._started_at if first is None else first, self.clock())
 
     def _analyse(self, st: SeriesState, records: list[InstanceRecord]) -> SeriesResult:
         try:
@@ -107,31 +125,38 @@ class ScoringJob(LoopBase):
         """The pipeline (``Agent`` points this at ``mediqa.agent.service.analyse_series``)."""
         return analyse_series(records, scorer, config, stored_saliency=stored_saliency)
 
-    def _save(self, result: SeriesResult, st: SeriesState, digest: str) -> bool:
+    def _save(self, result: SeriesResult, st: SeriesState, digest: str, history_age: float | None = None) -> bool:
         """The result row and the series' ``scored`` state in one transaction, then the console line.
 
         False when the series changed while scoring (it is scored again) or when the result repeats the
         live one (same instances: history only). A database that refuses the write: the result is shown
-        now and kept until it can be written.
+        now and kept until it can be written. ``history_age``: an old series, stored as history, not shown.
         """
         echo = self.store.is_echo(st.series_uid, digest)
+        history = history_age is not None
         try:
             with self.db.transaction() as db:
                 if not self.tracker.mark_scored(db, st.series_uid, st.generation, st.changes):
                     log.info("series %s changed while scoring; it will be scored again", st.series_key)
                     return False
-                saved = self.store.add(db, result, st.generation, digest=digest)
+                saved = self.store.add(db, result, st.generation, digest=digest, history=history)
         except sqlite3.Error as exc:
             if is_corrupt(exc):
                 raise
             self._write_refused(exc)
-            shown_at = self.clock() if echo else self._show(result, 0)
+            shown_at = self.clock() if echo or history else self._show(result, 0)
             self._unsaved[st.series_uid] = Unsaved(result, st, digest, shown_at)
             return not echo
         self._forget_arrival(st.series_uid)
         if saved.echo:
             log.info("series %s scored again on the instances already reported: recorded as history", st.series_key)
             return False
+        if history_age is not None:
+            log.info("series %s (%s %s) scored as history, no alert: its newest file was written %.1f h ago, before "
+                     "the agent first ran here (alerts.max_age_h %g) [result %d]", st.series_key,
+                     clean_text(result.modality, 3), result.decision, history_age / 3600.0,
+                     self.config.alerts.max_age_h, saved.result_id)
+            return True
         self._shown(saved.result_id, self._show(result, saved.result_id))
         return True
 
@@ -157,10 +182,12 @@ class ScoringJob(LoopBase):
     def _flush_unsaved(self) -> None:
         written = 0
         for uid, u in list(self._unsaved.items()):
+            history = self._history_age(self.tracker.records(uid)) is not None
             with self.db.transaction() as db:
                 saved = None
                 if self.tracker.mark_scored(db, uid, u.state.generation, u.state.changes):
-                    saved = self.store.add(db, u.result, u.state.generation, digest=u.digest, shown_at=u.shown_at)
+                    saved = self.store.add(db, u.result, u.state.generation, digest=u.digest, shown_at=u.shown_at,
+                                           history=history)
             del self._unsaved[uid]
             if saved is None:
                 log.info("series %s changed meanwhile: it will be scored again", u.state.series_key)
@@ -172,8 +199,14 @@ class ScoringJob(LoopBase):
             log.info("the state database takes writes again: %d result(s) written", written)
 
     def _show_unshown(self) -> None:
-        """Results committed but never shown (killed in between): shown now, marked late."""
-        for rid, result, live in self.store.unshown():
+        """Results committed but never shown (killed in between): shown now, marked late; those older than
+        ``alerts.max_age_h`` by now are no news any more: recorded as shown (they are in the history)."""
+        since = self.config.alerts.live_since(self.clock())
+        for rid, result, live, created in self.store.unshown():
+            if live and since is not None and created < since:
+                log.info("result %d (series %s) was never shown and is older than alerts.max_age_h: kept in the "
+                         "history only", rid, result.series_key)
+                live = False
             when = self._show(replace(result, shown_late=True), rid) if live else self.clock()
             self._shown(rid, when)
 

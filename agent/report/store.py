@@ -18,6 +18,10 @@ the digest of the instances it was scored on. A series scored again on the same 
 
 ``shown_at`` records when the console line was printed: a result committed but never shown (a kill in
 between) is shown on the next start, marked late.
+
+A result of origin ``history`` (an old series met at the agent's first start, ``alerts.max_age_h``) is
+stored like any other (the series' live result, a results.jsonl line) but is never news: it is recorded
+as shown when it is added, and ``live(since=...)``, the notifier and the SR outbox leave it out.
 """
 
 from __future__ import annotations
@@ -64,15 +68,19 @@ class ResultStore:
         return self._jsonl
 
     def add(self, db: sqlite3.Connection, result: SeriesResult, generation: int, *, digest: str | None = None,
-            shown_at: float | None = None) -> Saved:
+            shown_at: float | None = None, history: bool = False) -> Saved:
         """Inside the caller's transaction: store a result of ``generation``, superseding the series' live one.
 
         ``digest`` names the instances (and their content) the result was computed from: equal to the
         live result's, the new one is history only (``Saved.echo``). An acknowledged alert superseded by
-        the same decision stays acknowledged. The caller marks the series scored in the same transaction,
-        then shows the result (``mark_shown``) and calls ``flush_jsonl``.
+        the same decision stays acknowledged. ``history``: an old series, stored as origin ``history``
+        and never shown. The caller marks the series scored in the same transaction, then shows the
+        result (``mark_shown``) and calls ``flush_jsonl``.
         """
         now = self._clock()
+        origin = "history" if history else "scored"
+        if history:
+            shown_at = now  # never shown: nothing to show late after a restart either
         new_uuid = str(uuid.uuid4())
         payload = json.dumps(result.to_json())
         score = result.score if math.isfinite(result.score) else None
@@ -90,9 +98,9 @@ class ResultStore:
         cur = db.execute(
             "INSERT INTO results (series_uid, series_key, generation, created, modality, score, decision, live, "
             "acknowledged_at, acknowledged_by, json, uuid, supersedes, digest, origin, shown_at) "
-            "VALUES (?,?,?,?,?,?,?,1,?,?,?,?,?,?,'scored',?)",
+            "VALUES (?,?,?,?,?,?,?,1,?,?,?,?,?,?,?,?)",
             (result.series_uid, result.series_key, generation + 1, now, result.modality, score, result.decision,
-             ack_at, ack_by, payload, new_uuid, prev[1] if prev is not None else None, digest, shown_at))
+             ack_at, ack_by, payload, new_uuid, prev[1] if prev is not None else None, digest, origin, shown_at))
         new_id = int(cur.lastrowid or 0)
         db.execute("UPDATE results SET live=0, superseded_by=? WHERE series_uid=? AND id<>? AND live=1",
                    (new_id, result.series_uid, new_id))
@@ -101,6 +109,11 @@ class ResultStore:
     def empty(self) -> bool:
         """True when the database holds no result at all (a new one, or one recreated empty)."""
         return self.db.query_one("SELECT 1 FROM results LIMIT 1") is None
+
+    def first_result_at(self) -> float | None:
+        """When the database's first result was made (the agent's first start on it); None: no result yet."""
+        row = self.db.query_one("SELECT created FROM results ORDER BY id LIMIT 1")
+        return None if row is None else float(row[0])
 
     def is_echo(self, series_uid: str, digest: str) -> bool:
         """True when the series' live result was computed from exactly these instances (a read)."""
@@ -113,10 +126,10 @@ class ResultStore:
             db.execute("UPDATE results SET shown_at=? WHERE id=? AND shown_at IS NULL",
                        (self._clock() if when is None else when, result_id))
 
-    def unshown(self) -> list[tuple[int, SeriesResult, bool]]:
-        """Results committed but never shown: (id, result, live), oldest first."""
-        rows = self.db.query("SELECT id, json, live FROM results WHERE shown_at IS NULL ORDER BY id")
-        return [(int(i), SeriesResult.from_json(json.loads(j)), bool(live)) for i, j, live in rows]
+    def unshown(self) -> list[tuple[int, SeriesResult, bool, float]]:
+        """Results committed but never shown: (id, result, live, created), oldest first."""
+        rows = self.db.query("SELECT id, json, live, created FROM results WHERE shown_at IS NULL ORDER BY id")
+        return [(int(i), SeriesResult.from_json(json.loads(j)), bool(live), float(c)) for i, j, live, c in rows]
 
     def acknowledge(self, result_id: int, who: str = "console") -> bool:
         with self.db.transaction() as db:
@@ -124,15 +137,23 @@ class ResultStore:
                              "acknowledged_at IS NULL", (self._clock(), who, result_id))
         return cur.rowcount == 1
 
-    def live(self, decision: str | None = None) -> list[JsonObject]:
-        sql = "SELECT id, uuid, supersedes, json, acknowledged_at, created FROM results WHERE live=1"
-        args: tuple[object, ...] = ()
+    def live(self, decision: str | None = None, *, since: float | None = None) -> list[JsonObject]:
+        """The live result of every series (of ``decision``), oldest first.
+
+        ``since`` (``AlertsConfig.live_since``): only what is still news, created at or after it and not
+        scored as history; None: every live result.
+        """
+        sql = "SELECT id, uuid, supersedes, json, acknowledged_at, created, origin FROM results WHERE live=1"
+        args: list[object] = []
         if decision:
             sql += " AND decision=?"
-            args = (decision,)
-        rows = self.db.query(sql + " ORDER BY id", args)
-        return [dict(json.loads(j), result_id=i, uuid=u, supersedes=s, acknowledged=a is not None, created=c)
-                for i, u, s, j, a, c in rows]
+            args.append(decision)
+        if since is not None:
+            sql += " AND created>=? AND origin<>'history'"
+            args.append(since)
+        rows = self.db.query(sql + " ORDER BY id", tuple(args))
+        return [dict(json.loads(j), result_id=i, uuid=u, supersedes=s, acknowledged=a is not None, created=c,
+                     origin=o) for i, u, s, j, a, c, o in rows]
 
     def history(self, series_uid: str | None = None) -> list[JsonObject]:
         sql = "SELECT id, uuid, supersedes, origin, live, json FROM results"

@@ -27,8 +27,9 @@ again when it restarts, so a crash never hides an alert. On an installed system 
 the service user: run it as that user (sudo -u mediqa mediqa alerts).
 
 examples:
-  mediqa alerts                    live, unacknowledged retake alerts
-  mediqa alerts --all              every live result (ok, retake, unscored, skipped), acknowledged or not
+  mediqa alerts                    live, unacknowledged retake alerts (younger than alerts.max_age_h)
+  mediqa alerts --all              every live result (ok, retake, unscored, skipped), acknowledged or not,
+                                   however old
   mediqa alerts --ack 12 --as rescanned
                                    acknowledge alert 12 with what was done (recorded with your user name
                                    and the time, as the console page records it)
@@ -65,23 +66,30 @@ def run(args: argparse.Namespace) -> int:
     db_file = check_state_readable(config.state_path, command)
     if args.ack is not None:
         return _acknowledge(config, db_file, args.ack, args.answer, command)
+    since = None if args.all else config.alerts.live_since(time.time())
     db = open_readonly(db_file, command)
     try:
         store = ResultStore(db, jsonl_path(config))
         try:
-            rows = store.live(None if args.all else "retake")
+            rows = store.live(None if args.all else "retake", since=since)
+            older = 0 if since is None else \
+                sum(not r["acknowledged"] for r in store.live("retake")) - sum(not r["acknowledged"] for r in rows)
         except sqlite3.Error as exc:
             raise _db_error(db_file, exc, command) from None
     finally:
         db.close()
     if not args.all:
         rows = [r for r in rows if not r["acknowledged"]]
+    if older:  # older than alerts.max_age_h (or old series scored as history): no longer news, still there
+        print(f"({older} older alert{'s' if older != 1 else ''} not shown: older than alerts.max_age_h "
+              f"{config.alerts.max_age_h:g} h, or scored as history; `mediqa alerts --all` lists every live result)")
     if not rows:
         print("no live retake alerts" if not args.all else "no results yet")
         return 0
     for r in rows:
         when = time.strftime("%H:%M:%S", time.localtime(r["created"])) if r.get("created") else "--:--:--"
         ack = " (acknowledged)" if r["acknowledged"] else ""
+        ack += " (history)" if r.get("origin") == "history" else ""
         why = clean_text("; ".join([*r.get("reasons", [])[:2], *r.get("notices", [])]), 240)
         print(f"[{r['result_id']:>4}] {when} #{r.get('series_number')} "
               f"{clean_text(r.get('series_description') or '', 32):<32} {clean_text(r.get('modality') or '', 3):<3} "

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+import time
 
 from mediqa.cli.common import add_config_options, config_from_args, ensure_folder, log_config
 
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         reporter = ConsoleReporter(config.report.color)
         runtime = Runtime(config, scorer, folder, sinks=[reporter])
         agent = runtime.agent
-        reporter.remind(agent.store.live("retake"))  # a restart never hides an unacknowledged alert
+        # a restart never hides an unacknowledged alert (one older than alerts.max_age_h is in the history)
+        reporter.remind(agent.store.live("retake", since=config.alerts.live_since(time.time())))
         stop = threading.Event()
 
         def on_signal(*_: object) -> None:

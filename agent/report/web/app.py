@@ -35,8 +35,10 @@ class ConsoleApp:
     def __init__(self, cfg: ConsoleSettings, state_dir: Path, where: Listen, *,
                  status: Callable[[], AgentStatus] | None = None, metrics: AgentMetrics | None = None,
                  db: DbProvider | None = None, head_info: Mapping[str, Mapping[str, Any]] | None = None,
-                 patient_name: PatientHook | None = None, heartbeat_s: float = 5.0, poll_s: float = 0.25) -> None:
+                 patient_name: PatientHook | None = None, heartbeat_s: float = 5.0, poll_s: float = 0.25,
+                 live_max_age_s: float | None = None) -> None:
         self.cfg = cfg
+        self.live_max_age_s = live_max_age_s  # ``alerts.max_age_h``: older results leave the live view
         self.state_dir = state_dir
         self.reader = StateReader(state_dir / STATE_FILE)
         self.guard = Guard.create(cfg, where, state_dir)
@@ -67,8 +69,18 @@ class ConsoleApp:
 
     def card(self, row: Row, answers: list[Feedback]) -> dict[str, Any]:
         rid = int(row["result_id"])
-        return card(row, answers, sheet=self.sheet_file(rid).is_file(), show_patient=self.cfg.show_patient,
-                    patient_name=self.patient_name)
+        out = card(row, answers, sheet=self.sheet_file(rid).is_file(), show_patient=self.cfg.show_patient,
+                   patient_name=self.patient_name)
+        out["history"] = row.get("origin") == "history"  # an old series at the first start: it raised nothing
+        created = row.get("created")
+        # When the card leaves an open live page (the page compares it with the server's clock).
+        out["live_until"] = (float(created) + self.live_max_age_s
+                             if self.live_max_age_s is not None and isinstance(created, (int, float)) else None)
+        return out
+
+    def live_since(self) -> float | None:
+        """The oldest creation time still in the live view now (None: no limit)."""
+        return None if self.live_max_age_s is None else time.time() - self.live_max_age_s
 
     def detail(self, row: Row) -> dict[str, Any]:
         base = self.cards([row])[0]

@@ -5,7 +5,9 @@ back (``Last-Event-ID``) when it reconnects after a network blip or a restart of
 console; the stream then starts with every result after it, oldest first, so nothing is missed and
 nothing is sent twice. A page whose EventSource gave up reconnects itself with ``?after=<id>``. A first
 connection gets the newest live results (``backlog: true``: no sound for those). A page ahead of the
-database (the agent started a new state file) is told to ``reset`` and gets the backlog.
+database (the agent started a new state file) is told to ``reset`` and gets the backlog. Results older
+than ``alerts.max_age_h`` are in neither (they are history); each card's ``live_until`` tells an open
+page when to drop it.
 
 The stream wakes when the agent says a result was committed (``Beacon.bump`` through
 ``ConsoleServer.notify``) or, from another process, within ``poll_s`` by reading the database. A
@@ -56,6 +58,7 @@ class EventSourceApp(Protocol):
 
     def cards(self, rows: list[Row]) -> list[dict[str, Any]]: ...
     def status_json(self) -> dict[str, Any]: ...
+    def live_since(self) -> float | None: ...
 
 
 def frame(data: Any, event: str | None = None, event_id: int | None = None) -> bytes:
@@ -88,7 +91,7 @@ def stream(app: EventSourceApp, write: Callable[[bytes], None], last: int | None
         try:
             if fb_head is None:  # the first read (again, while the database cannot be read)
                 pos, fb_head = _start(app, write, last)
-            rows = app.reader.after(pos, BATCH)
+            rows = app.reader.after(pos, BATCH, since=app.live_since())
             answers = app.reader.feedback_after(fb_head)
         except StateUnavailable:
             rows, answers = [], []
@@ -119,7 +122,7 @@ def _start(app: EventSourceApp, write: Callable[[bytes], None], last: int | None
         write(frame({"reason": "the agent started a new state database"}, "reset"))
         last = None
     if last is None:
-        for card in app.cards(app.reader.recent(BACKLOG, upto=head) if head else []):
+        for card in app.cards(app.reader.recent(BACKLOG, upto=head, since=app.live_since()) if head else []):
             card["backlog"] = True
             write(frame(card, "result", card["id"]))
         last = head

@@ -49,9 +49,11 @@ def layout(title: str, body: str, *, csrf: str, page: str, heartbeat_s: float = 
 </body></html>"""
 
 
-def live_page(csrf: str, heartbeat_s: float) -> str:
-    body = """<main id="cards" class="cards" aria-live="polite">
-<p id="empty" class="empty">No series checked yet. Each series appears here when it is complete.</p></main>
+def live_page(csrf: str, heartbeat_s: float, max_age_s: float | None = None) -> str:
+    recent = f" in the last {max_age_s / 3600.0:g} h" if max_age_s is not None else " yet"
+    older = ' Older results are in <a href="/history">History</a>.' if max_age_s is not None else ""
+    body = f"""<main id="cards" class="cards" aria-live="polite">
+<p id="empty" class="empty">No series checked{recent}. Each series appears here when it is complete.{older}</p></main>
 <p class="legend">Scores: 0 (bad) .. 4 (excellent). A RETAKE is a suggestion: the agent never rejects or deletes
 images.</p>"""
     return layout("Live", body, csrf=csrf, page="live", heartbeat_s=heartbeat_s)
@@ -157,8 +159,9 @@ def _options(values: Sequence[tuple[str, str]], chosen: str) -> str:
 def _history_row(c: Mapping[str, Any]) -> str:
     answers = "; ".join(f["label"] + (f" ({f['initials']})" if f.get("initials") else "")
                         for f in c.get("feedback") or [])
+    marks = ([] if c.get("live") else ["superseded"]) + (["old series: no alert"] if c.get("history") else [])
     cells = [clock(c.get("time")), c.get("series_number"), c.get("description"), c.get("modality"), c["headline"],
-             c.get("score_text"), "; ".join(c.get("reasons") or []), answers, "" if c.get("live") else "superseded"]
+             c.get("score_text"), "; ".join(c.get("reasons") or []), answers, "; ".join(marks)]
     return (f'<tr class="row-{e(c["decision"])}"><td><a href="/series/{e(c["id"])}">{e(c["id"])}</a></td>'
             + "".join(f"<td>{e(v)}</td>" for v in cells) + "</tr>")
 

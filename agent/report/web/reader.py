@@ -33,8 +33,10 @@ Row = dict[str, Any]
 ROW_FIELDS = ("id", "uuid", "created", "live", "origin", "supersedes", "superseded_by", "acknowledged_at",
               "acknowledged_by", "decision", "modality", "score", "json")
 HIDDEN_ORIGINS = ("rescored",)  # history-only rows (the same instances scored again): never a card
+# Old series met at the agent's first start (``alerts.max_age_h``): in the history, never in the live view.
+NOT_LIVE = (*HIDDEN_ORIGINS, "history")
 # Rows restored from results.jsonl into a rebuilt database are old results, never news for an open page.
-NOT_NEWS = (*HIDDEN_ORIGINS, "jsonl")
+NOT_NEWS = (*NOT_LIVE, "jsonl")
 
 
 class StateUnavailable(Exception):
@@ -139,18 +141,29 @@ class StateReader:
         last = int(rows[0][0] or 0) if rows else 0
         return last, int(self._with_conn(last_feedback_id))
 
-    def after(self, after_id: int, limit: int = 200) -> list[Row]:
-        """Results newer than ``after_id``, oldest first (what a page missed; restored history is not news)."""
-        return self._select("id>?", (int(after_id),), "id", limit, hide=NOT_NEWS)
+    def after(self, after_id: int, limit: int = 200, since: float | None = None) -> list[Row]:
+        """Results newer than ``after_id``, oldest first (what a page missed; restored history is not news).
 
-    def recent(self, limit: int = 100, upto: int | None = None) -> list[Row]:
-        """The newest live results (one per series), oldest first: what a new page shows."""
+        ``since``: only results created at or after it (``alerts.max_age_h``: older ones are history).
+        """
+        where = "id>?"
+        args: tuple[object, ...] = (int(after_id),)
+        if since is not None:
+            where, args = f"{where} AND created>=?", (*args, float(since))
+        return self._select(where, args, "id", limit, hide=NOT_NEWS)
+
+    def recent(self, limit: int = 100, upto: int | None = None, since: float | None = None) -> list[Row]:
+        """The newest live results (one per series), oldest first: what a new page shows (``since``: as ``after``)."""
         cols = self.columns()
-        where = "live=1" if "live" in cols else ""
+        clauses: list[str] = ["live=1"] if "live" in cols else []
         args: tuple[object, ...] = ()
         if upto is not None:
-            where, args = (f"{where} AND id<=?" if where else "id<=?"), (int(upto),)
-        return list(reversed(self._select(where, args, "id DESC", limit)))
+            clauses.append("id<=?")
+            args = (*args, int(upto))
+        if since is not None:
+            clauses.append("created>=?")
+            args = (*args, float(since))
+        return list(reversed(self._select(" AND ".join(clauses), args, "id DESC", limit, hide=NOT_LIVE)))
 
     def get(self, ref: str) -> Row | None:
         """One result by row id or by uuid (the ids of links and of the page)."""

@@ -148,7 +148,7 @@ class ConsoleHandler(BaseHTTPRequestHandler):
 
     # --- pages ----------------------------------------------------------------------------------------
     def live(self) -> None:
-        self._html(pages.live_page(self.app.guard.csrf, self.app.heartbeat_s))
+        self._html(pages.live_page(self.app.guard.csrf, self.app.heartbeat_s, self.app.live_max_age_s))
 
     def detail(self, ref: str) -> None:
         row = self.app.reader.get(ref)

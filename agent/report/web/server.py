@@ -144,9 +144,11 @@ class ConsoleServer:
 def start_console(cfg: ConsoleSettings, state_dir: Path, *, status: Callable[[], AgentStatus] | None = None,
                   metrics: AgentMetrics | None = None, db: DbProvider | None = None,
                   head_info: Mapping[str, Mapping[str, Any]] | None = None, patient_name: PatientHook | None = None,
-                  heartbeat_s: float = 5.0, poll_s: float = 0.25) -> ConsoleServer | None:
+                  heartbeat_s: float = 5.0, poll_s: float = 0.25,
+                  live_max_age_s: float | None = None) -> ConsoleServer | None:
     """Start the console in its own thread; None when ``listen`` is off or the address cannot be bound.
 
+    ``live_max_age_s`` (``AlertsConfig.max_age_s``): results older than this leave the live view.
     Raises ``ConfigError`` only for invalid settings (call ``check_console`` at start to fail early).
     """
     where = check_console(cfg)
@@ -159,7 +161,8 @@ def start_console(cfg: ConsoleSettings, state_dir: Path, *, status: Callable[[],
                   exc.strerror or type(exc).__name__)
         return None
     app = ConsoleApp(cfg, state_dir, where, status=status, metrics=metrics, db=db, head_info=head_info,
-                     patient_name=patient_name, heartbeat_s=heartbeat_s, poll_s=poll_s)
+                     patient_name=patient_name, heartbeat_s=heartbeat_s, poll_s=poll_s,
+                     live_max_age_s=live_max_age_s)
     try:
         server = ConsoleServer(app, where).start()
     except OSError as exc:
@@ -185,7 +188,9 @@ def serve_console(config: Any, state_dir: Path | None = None, *, stop: threading
     """
     cfg: ConsoleSettings = getattr(config, "console", None) or ConsoleConfig()
     folder = Path(state_dir) if state_dir is not None else Path(config.state_path)
-    server = start_console(cfg, folder, head_info=_head_info(config))
+    alerts = getattr(config, "alerts", None)
+    server = start_console(cfg, folder, head_info=_head_info(config),
+                           live_max_age_s=alerts.max_age_s if alerts is not None else None)
     if server is None:
         return 1
     if on_ready is not None:

@@ -20,6 +20,7 @@
   var agentReasons = [];
   var status = null;
   var statusAt = 0;
+  var serverAhead = 0; // seconds the server's clock is ahead of this one (cards expire on the server's clock)
   var audio = null;
 
   function el(tag, cls, text) {
@@ -108,6 +109,7 @@
   function onStatus(s) {
     status = s;
     statusAt = Date.now();
+    if (typeof s.server_time === "number") serverAhead = s.server_time - statusAt / 1000;
     agentReasons = (s.reasons || []).slice();
     drawStrip();
     showBanner();
@@ -130,6 +132,7 @@
 
   setInterval(function () {
     drawStrip();
+    dropExpired();
     var silent = (Date.now() - lastContact) / 1000;
     if (silent > heartbeat * 3) {
       loseContact("Lost contact with the agent " + Math.round(silent) + " s ago: reconnecting. " +
@@ -307,9 +310,22 @@
     if (prev && prev.id > c.id) return; // an older result of a series already shown
     var card = renderCard(c);
     if (prev) prev.el.remove();
-    bySeries.set(c.series_key, {id: c.id, el: card});
+    bySeries.set(c.series_key, {id: c.id, el: card, until: c.live_until});
     place(card, c.id);
     if (c.decision === "retake" && !c.backlog) beep();
+  }
+
+  /* A card older than alerts.max_age_h leaves the live view (answered or not); it stays in History. */
+  function dropExpired() {
+    var now = Date.now() / 1000 + serverAhead;
+    bySeries.forEach(function (v, key) {
+      if (typeof v.until === "number" && v.until < now) {
+        v.el.remove();
+        bySeries.delete(key);
+      }
+    });
+    var empty = document.getElementById("empty");
+    if (empty && page === "live" && bySeries.size === 0) empty.hidden = false;
   }
 
   function onUpdate(c) {

@@ -111,6 +111,28 @@ def test_a_restart_while_the_page_is_open_loses_no_card(state, phantoms, page):
     assert page.errors == []
 
 
+@pytest.mark.slow  # waits for a card to age out (a few seconds)
+def test_a_card_leaves_the_open_page_when_older_than_the_max_age(state, phantoms, page):
+    server = launch(state, heartbeat_s=0.5, live_max_age_s=8.0)
+    try:
+        bad = state.add(*phantoms["retake"])
+        page.goto(server.url)
+        _card(page, bad)
+        page.wait_for_selector(f'.card[data-id="{bad}"]', state="detached", timeout=20_000)  # nobody answered it
+        assert page.is_visible("#empty") and "History" in page.inner_text("#empty")
+        page.reload()  # nor does a new page show it
+        ok = state.add(*phantoms["ok"])
+        server.notify(ok)
+        _card(page, ok)  # the stream sends its backlog first: an old card would be there by now
+        assert page.eval_on_selector_all(".card", "cards => cards.map(c => Number(c.dataset.id))") == [ok]
+        page.goto(server.url + "history")
+        links = page.eval_on_selector_all(".history-table tbody a", "links => links.map(a => a.href).join(' ')")
+        assert f"/series/{bad}" in links  # it stays in history
+    finally:
+        server.stop()
+    assert page.errors == []
+
+
 class _Evil(BaseHTTPRequestHandler):
     """A page on another origin that posts feedback to the console (even knowing its CSRF token)."""
 

@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 
 import pytest
 from web_support import State
 
 from mediqa.agent.config import config_from_dict
-from mediqa.agent.report.web import ConsoleConfig, agent_status, parse_listen
+from mediqa.agent.report.web import ConsoleConfig, agent_status, pages, parse_listen
 from mediqa.agent.report.web.app import ConsoleApp
-from mediqa.agent.report.web.reader import StateReader, StateUnavailable
+from mediqa.agent.report.web.reader import HistoryFilter, StateReader, StateUnavailable
 from mediqa.agent.report.web.status import EXPORT_UNREADABLE, folder_label
 from mediqa.agent.samples import write_phantom_ct
 from mediqa.agent.scoring.classical import ClassicalScorer
@@ -108,4 +109,67 @@ def test_history_restored_from_results_jsonl_is_not_news(tmp_path, phantoms):
         finally:
             reader.close()
     finally:
+        state.close()
+
+
+def _age(state: State, rid: int, hours: float) -> None:
+    with state.db.transaction() as conn:  # as if it had been committed ``hours`` ago
+        conn.execute("UPDATE results SET created=created-? WHERE id=?", (hours * 3600.0, rid))
+
+
+def test_an_old_unacknowledged_retake_leaves_the_live_view_and_stays_in_history(tmp_path, phantoms):
+    state = State(tmp_path)
+    app = ConsoleApp(ConsoleConfig(), tmp_path, parse_listen("127.0.0.1:0"), live_max_age_s=6 * 3600.0)
+    try:
+        old = state.add(*phantoms["retake"], sheet=False)
+        _age(state, old, 7.0)
+        fresh = state.add(*phantoms["ok"], sheet=False)
+        since = app.live_since()
+        assert since is not None and abs(since - (time.time() - 6 * 3600.0)) < 60
+        assert [r["result_id"] for r in app.reader.recent(since=since)] == [fresh]  # what a new page shows
+        assert [r["result_id"] for r in app.reader.after(0, since=since)] == [fresh]  # what a resuming page gets
+        assert [r["result_id"] for r in app.reader.history(HistoryFilter())] == [fresh, old]
+        assert app.reader.get(str(old))["decision"] == "retake"  # its detail page still opens
+        (card,) = app.cards(app.reader.recent(since=since))
+        assert card["live_until"] == pytest.approx(app.reader.get(str(fresh))["created"] + 6 * 3600.0)
+    finally:
+        app.close()
+        state.close()
+
+
+def test_results_scored_as_history_are_never_live_cards(tmp_path, phantoms):
+    state = State(tmp_path)
+    reader = StateReader(tmp_path / STATE_FILE)
+    try:
+        backlog = state.add(*phantoms["retake"], sheet=False)
+        with state.db.transaction() as conn:  # as the agent stores an old series at its first start
+            conn.execute("UPDATE results SET origin='history' WHERE id=?", (backlog,))
+        new = state.add(*phantoms["ok"], sheet=False)
+        assert [r["result_id"] for r in reader.recent()] == [new]
+        assert [r["result_id"] for r in reader.after(0)] == [new]
+        assert [(r["result_id"], r["origin"]) for r in reader.history(HistoryFilter())] == [(new, "scored"),
+                                                                                           (backlog, "history")]
+        app = ConsoleApp(ConsoleConfig(), tmp_path, parse_listen("127.0.0.1:0"))
+        try:
+            cards = app.cards(app.reader.history(HistoryFilter()))
+            assert [c["history"] for c in cards] == [False, True]
+            assert "old series: no alert" in pages.history_page(cards, HistoryFilter(), ["CT"], "x", 5.0)
+        finally:
+            app.close()
+    finally:
+        reader.close()
+        state.close()
+
+
+def test_no_max_age_keeps_every_live_result(tmp_path, phantoms):
+    state = State(tmp_path)
+    app = ConsoleApp(ConsoleConfig(), tmp_path, parse_listen("127.0.0.1:0"), live_max_age_s=None)
+    try:
+        old = state.add(*phantoms["retake"], sheet=False)
+        _age(state, old, 700.0)
+        assert app.live_since() is None
+        (card,) = app.cards(app.reader.recent(since=app.live_since()))
+        assert card["id"] == old and card["live_until"] is None
+    finally:
+        app.close()
         state.close()

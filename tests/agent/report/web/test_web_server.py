@@ -131,6 +131,23 @@ def test_events_carry_ids_and_resume_after_the_last_id(state, phantoms):
         server.stop()
 
 
+def test_the_stream_leaves_out_results_older_than_the_max_age(state, phantoms):
+    old = state.add(*phantoms["retake"])
+    with state.db.transaction() as conn:  # an alert nobody answered, committed 7 h ago
+        conn.execute("UPDATE results SET created=created-? WHERE id=?", (7 * 3600.0, old))
+    fresh = state.add(*phantoms["ok"])
+    server = launch(state, heartbeat_s=0.3, live_max_age_s=6 * 3600.0)
+    try:
+        for headers in (None, {"Last-Event-ID": "0"}):  # a new page (the backlog), a page resuming from the start
+            got = [e for e in _events(server, headers=headers, want=2, timeout=1.5) if e.get("event") == "result"]
+            assert [int(e["id"]) for e in got] == [fresh]
+            assert json.loads(got[0]["data"])["live_until"] > time.time() + 5 * 3600.0
+        status, _, body = request(server, "GET", f"/series/{old}")
+        assert status == 200 and b"RETAKE" in body  # still in history, its detail still opens
+    finally:
+        server.stop()
+
+
 def test_healthz_reports_the_providers_reasons(state, phantoms):
     reasons = []
     server = launch(state, status=lambda: AgentStatus(folder="export", backend="numpy", reasons=tuple(reasons)))
