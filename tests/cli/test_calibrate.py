@@ -143,3 +143,30 @@ def test_help_teaches_the_labels_and_how_to_apply(capsys: pytest.CaptureFixture[
     for words in ("rescanned, should_have_alerted", "false_alert, accepted", "Clopper-Pearson",
                   "thresholds.reviewed_file", "too few labelled series", "examples:"):
         assert words in text
+
+
+def test_mediqa_score_applies_a_reviewed_file_only_when_the_config_names_it(tmp_path: Path, no_system_config: None,
+                                                                            capsys: pytest.CaptureFixture[str]):
+    """The real pipeline on a generated CT series: the reviewed protocol threshold decides, and the result says so."""
+    import json
+
+    from mediqa.agent.samples import write_phantom_ct
+
+    series = tmp_path / "export" / "phantom"
+    write_phantom_ct(series, noise_hu=15.0, seed=3, slices=8, size=128)  # scores about 2.5: ok
+    argv = ["score", str(series), "--json", "--scorer", "classical", "--state-dir", str(tmp_path / "state")]
+    assert main(argv) == 0
+    before = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert before["decision"] == "ok" and before["threshold"]["source"] == "modality CT"
+    assert "reviewed_file" not in before["threshold"]
+
+    key = "CT|" + " ".join(before["series_description"].lower().split())
+    limit = min(4.0, round(before["score"] + 0.05, 2))
+    reviewed = tmp_path / "thresholds.yaml"
+    reviewed.write_text("kind: mediqa-reviewed-thresholds\nversion: 1\nreviewed_by: QA lead\nreviewed_on: 2026-12-02\n"
+                        f'protocols:\n  "{key}":\n    retake_below: {limit}\n')  # a reviewer's own minimal file
+    assert main([*argv, "--set", f"thresholds.reviewed_file={reviewed}"]) == 0
+    after = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert after["score"] == before["score"] and after["decision"] == "retake"
+    assert after["threshold"]["source"] == f"reviewed protocol {key}" and after["threshold"]["retake_below"] == limit
+    assert after["threshold"]["reviewed_file"] == str(reviewed) and len(after["threshold"]["reviewed_digest"]) == 12
