@@ -41,8 +41,10 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(PY) scripts/typecheck.py
 
+# The agent's figures first, then the console's in headless chromium (commit -> card, page load, replay).
 bench: setup
 	$(PY) scripts/bench_agent.py
+	$(PY) scripts/bench_console.py
 
 # The default model's evaluation table (agent/models/edge-default-eval.md, ours + classical rows): builds the
 # default data set first when this checkout has not (about 12 min on 2 cores, as `mediqa data build` estimates; needs ../shared/data), then scores it.

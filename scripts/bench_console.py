@@ -7,7 +7,9 @@ chromium driven by Playwright:
     ``notify()`` (in-process console) and by polling alone (a console in its own process);
   - page load: navigation start to the load event, and to the first card drawn (goal <= 300 ms);
   - replay: 50 results committed back to back all appear, none twice.
-Prints a table with the load average. ``--screenshot docs/console.png`` also saves the live view.
+Prints a table with the goals beside the figures and the load average (``make bench`` runs it after
+bench_agent.py; it skips with a message where chromium or playwright is missing). ``--screenshot
+docs/console.png`` also saves the live view.
 
     .venv/bin/python scripts/bench_console.py [--results 50] [--screenshot docs/console.png]
 """
@@ -162,9 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=20, help="results timed one by one, and page loads")
     ap.add_argument("--screenshot", type=Path, help="also save the live view here (PNG)")
     args = ap.parse_args(argv)
-    if not os.path.exists(CHROMIUM):
-        print("chromium is not installed: apt-get install -y chromium", file=sys.stderr)
-        return 1
+    import importlib.util
+
+    missing = ("the playwright package (pip install -e .[dev])" if importlib.util.find_spec("playwright") is None
+               else "chromium (make system-deps)" if not os.path.exists(CHROMIUM) else "")
+    if missing:  # `make bench` goes on: the agent's figures stand without the console's
+        print(f"console benchmark skipped: {missing} is not installed", file=sys.stderr)
+        return 0
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
