@@ -181,7 +181,11 @@ def read_jsonl(path: Path) -> tuple[list[SeriesRow], int]:
 
 
 def read_parquet(path: Path) -> tuple[list[SeriesRow], int]:
-    """Backfill results (a Parquet file or a folder of them, docs/backfill.md): one row per series."""
+    """Backfill results (a Parquet file, or a ``--out`` folder: docs/backfill.md), the newest row per series.
+
+    Files without the result columns (a backfill's ``skipped_files.parquet``) are not results and are passed
+    over; a resumed backfill may hold a series more than once, and the latest ``scored_at`` counts.
+    """
     import importlib
 
     try:  # by name: pyarrow is optional and ships no type hints
@@ -189,11 +193,20 @@ def read_parquet(path: Path) -> tuple[list[SeriesRow], int]:
     except ModuleNotFoundError:
         raise MediqaError(f"{path}: reading backfill Parquet results needs pyarrow",
                           "pip install pyarrow (mediqa backfill's extra has it), or pass results.jsonl") from None
-    try:
-        table = pq.read_table(path)
-    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise MediqaError(f"{path} cannot be read as Parquet ({' '.join(str(exc).split())[:200]})") from None
-    return _rows(_parquet_results(table.to_pylist()), "parquet", shown=False)
+    records: list[Mapping[str, Any]] = []
+    for file in sorted(path.rglob("*.parquet")) if path.is_dir() else [path]:
+        try:
+            if not {"series_uid", "score"} <= set(pq.read_schema(file).names):
+                continue
+            records.extend(pq.read_table(file).to_pylist())
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise MediqaError(f"{file} cannot be read as Parquet ({' '.join(str(exc).split())[:200]})") from None
+    records.sort(key=lambda r: float(r.get("scored_at") or 0.0))
+    newest: dict[str, Mapping[str, Any]] = {}
+    for rec in _parquet_results(records):
+        newest.pop(str(rec.get("series_uid")), None)  # keep order by each series' newest row
+        newest[str(rec.get("series_uid"))] = rec
+    return _rows(newest.values(), "parquet", shown=False)
 
 
 def _parquet_results(records: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:

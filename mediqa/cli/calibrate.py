@@ -98,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         for path in args.results:
             found, not_scored = read_results(path)
             data.append(f"results {path}: {len(found)} scored series ({not_scored} not scored, left out)")
-            by_series.update((r.series_uid, r) for r in found)  # a later file wins
+            for row in found:  # a later file wins, and its rows come last (the newest model is the last row's)
+                by_series.pop(row.series_uid, None)
+                by_series[row.series_uid] = row
         rows = attach_labels(list(by_series.values()), state.labels if state else {})
     elif state is not None:
         rows = state.rows

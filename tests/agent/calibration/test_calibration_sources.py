@@ -86,17 +86,37 @@ def test_backfill_parquet_rows_are_read_by_column_name(tmp_path: Path):
     import pyarrow.parquet as pq
 
     out = tmp_path / "backfill"
-    (out / "part").mkdir(parents=True)
+    (out / "results").mkdir(parents=True)
     table = pa.table({"series_uid": ["3.1", "3.2", "3.3"], "score": [1.1, 3.2, None],
                       "decision": ["retake", "ok", "unscored"], "modality": ["CT", "CT", "MR"],
                       "series_description": ["Abdomen 1.25mm", "Abdomen 1.25mm", "dwi"],
                       "station": ["CT01", "CT02", "MR01"], "model_sha256": ["ab" * 32] * 3,
-                      "config_digest": ["c0ffee"] * 3})
-    pq.write_table(table, out / "part" / "results-0.parquet")
+                      "config_digest": ["c0ffee"] * 3, "scored_at": [1.0, 2.0, 3.0]})
+    pq.write_table(table, out / "results" / "part-a-00000.parquet")
+    pq.write_table(pa.table({"file_key": ["f-1"], "series_uid": ["3.9"], "reason": ["not DICOM"]}),
+                   out / "skipped_files.parquet")  # not results: passed over
     rows, not_scored = read_results(out)
     assert [(r.series_uid, r.protocol, r.station, r.shown) for r in rows] == [
         ("3.1", "CT|abdomen 1 25mm", "CT01", False), ("3.2", "CT|abdomen 1 25mm", "CT02", False)]
     assert not_scored == 1 and rows[0].model == "abababababab"
+
+
+def test_a_resumed_backfill_counts_each_series_once_with_its_newest_full_result(tmp_path: Path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    write_state(tmp_path / "state", SERIES[:1])
+    (line,) = [json.loads(x) for x in (tmp_path / "state" / "results.jsonl").read_text().splitlines()]
+    old, new = dict(line, score=1.5, model_sha256="11" * 32), dict(line, score=2.5, model_sha256="22" * 32)
+    out = tmp_path / "backfill" / "results"
+    out.mkdir(parents=True)
+    for name, result, when in (("part-b-00000", new, 20.0), ("part-a-00000", old, 10.0)):
+        pq.write_table(pa.table({"series_uid": [result["series_uid"]], "score": [result["score"]],
+                                 "station": ["CT01"], "scored_at": [when], "result_json": [json.dumps(result)]}),
+                       out / f"{name}.parquet")
+    (row,) = read_results(tmp_path / "backfill")[0]
+    assert (row.score, row.model, row.station) == (2.5, "edge-default 222222222222", "CT01")
+    assert row.threshold_source == "modality CT" and row.anatomy == "head"  # from the full result
 
 
 def test_without_pyarrow_parquet_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
