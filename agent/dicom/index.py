@@ -320,7 +320,7 @@ def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_ty
         echo_time=_float(te),
         repetition_time=_float(tr),
         inversion_time=_float(ti),
-        diffusion_b_value=_float(ds.get("DiffusionBValue")),
+        diffusion_b_value=_float(ds.get("DiffusionBValue")) if "DiffusionBValue" in ds else _ge_b_value(ds),
         convolution_kernel=_texts(ds.get("ConvolutionKernel")),
         contrast_agent=str(ds.get("ContrastBolusAgent", "") or ""),
         phase_encode_direction={"COLUMN": "COL"}.get(str(phase or "").upper(), str(phase or "").upper()),
@@ -514,6 +514,24 @@ def _shared_spacing(ds: Dataset) -> list[float] | None:
         return spacing
     per = _first(ds.get("PerFrameFunctionalGroupsSequence"))
     return _physical_floats(_item_attr(per, "PixelMeasuresSequence", "PixelSpacing"), "PixelSpacing")
+
+
+GE_B_VALUE = Tag(0x0043, 0x1039)  # GEMS_PARM_01 "Slop_int_6..9": the first value is the b-value
+_GE_B_OFFSET = 1_000_000_000  # some GE releases add 1e9 to the b-value (dcm2niix subtracts it too)
+
+
+def _ge_b_value(ds: Dataset) -> float | None:
+    """GE keeps the b-value of older DWI/DTI in a private tag, not in DiffusionBValue (a GE DTI was typed
+    EPI without it). Only read under GE's own private creator; an unphysical value is no value."""
+    if "GE" not in str(ds.get("Manufacturer", "")).upper() or GE_B_VALUE not in ds:
+        return None
+    creator = ds.get((0x0043, 0x0010))
+    if creator is None or str(creator.value).strip() != "GEMS_PARM_01":
+        return None
+    b = _float(ds[GE_B_VALUE].value)
+    if b is not None and b >= _GE_B_OFFSET:
+        b -= _GE_B_OFFSET
+    return b if b is not None and 0.0 <= b <= 100_000.0 else None
 
 
 def _mosaic_tiles(value: Any) -> int | None:

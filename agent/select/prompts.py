@@ -145,6 +145,9 @@ def load_rules(path: str | None = None) -> RuleTable:
                 for s in RULE_SECTIONS}
     ct_types = {str(k): {str(c): str(v) for c, v in row.items()} for k, row in (raw.get("ct_image_type") or {}).items()}
     for row in ct_types.values():
+        for column in row:
+            if column not in vocab["ct_contrast"]:
+                raise ConfigError(f"{name}: ct_image_type column '{column}' is not one of yes, no, unknown")
         for token in row.values():
             if token not in DEFAULT_VOCABULARY["image_type"]:
                 raise ConfigError(f"{name}: ct_image_type token '{token}' is not in the model card vocabulary")
@@ -222,10 +225,14 @@ def _image_type(table: RuleTable, facts: Mapping[str, Any], modality: str) -> tu
         return (rule.value, f"header: {rule.label}") if rule else (UNKNOWN, "none")
     if modality == "CT":
         kernel, contrast = table.first("ct_kernel", facts), table.first("ct_contrast", facts)
-        if kernel is None or contrast is None or kernel.value == UNKNOWN or contrast.value == UNKNOWN:
+        if kernel is None or kernel.value == UNKNOWN:
             return UNKNOWN, "none"
-        token = table.ct_image_type.get(kernel.value, {}).get(contrast.value, UNKNOWN)
-        return token, f"header: {kernel.label} + {contrast.label}"
+        # No rule on contrast: unknown (a missing Contrast/Bolus module is not "no contrast"); the table's
+        # "unknown" column says which token, if any, a kernel gets then (none by default: unknown).
+        given = contrast.value if contrast is not None else UNKNOWN
+        token = table.ct_image_type.get(kernel.value, {}).get(given, UNKNOWN)
+        why = contrast.label if contrast is not None else "contrast unknown"
+        return token, f"header: {kernel.label} + {why}" if token != UNKNOWN else f"none ({why})"
     return UNKNOWN, "none"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -12,35 +13,26 @@ from mediqa.agent.select.prompts import derive_prompt, load_rules, prompt_for
 from mediqa.errors import ConfigError
 from mediqa.model_card import DEFAULT_VOCABULARY
 
-# dimension / modality / anatomy / image_type, checked by reading each series' headers and README notes.
-# Series without BodyPartExamined and without an anatomical word stay "unknown" (no guess from EPI alone).
-EXPECTED = {
-    "dcm_qa/In/Orientation/ax/axasc36": ("3D", "MR", "unknown", "EPI"),  # Siemens EPI mosaic, no body part
-    "dcm_qa_agfa/Agfa": ("3D", "MR", "head", "EPI"),  # ep2d_fid, BodyPart BRAIN (a bottle phantom, header says brain)
-    "dcm_qa_ct/In/GE": ("3D", "CT", "head", "ct_soft"),  # HEAD, kernel STD+, no contrast module
-    "dcm_qa_ct/In/Philips/S21570/S2010": ("3D", "CT", "head", "ct_soft"),  # BRAIN, STD BRAIN, kernel UB, PLAIN
-    "dcm_qa_ct/In/Philips/S21570/S2020": ("3D", "CT", "head", "ct_soft"),
-    "dcm_qa_decubitus/In/HFS/3_t1_fl2d_sag": ("3D", "MR", "head", "T1"),  # t1_fl2d_sag
-    "dcm_qa_decubitus/In/HFS/4_ep2d_diff_mddw_20_p2": ("3D", "MR", "head", "DWI"),  # ImageType DIFFUSION
-    "dcm_qa_frag/In/5001_anat-T1w_acq-tfl": ("3D", "MR", "head", "T1"),
-    "dcm_qa_ge/In/01_Ax_DWI_TENSOR_R2": ("3D", "MR", "head", "DWI"),  # two slices still form a stack
-    "dcm_qa_nih/In/20180918GE/mr_0004": ("3D", "MR", "head", "EPI"),  # Axial EPI-FMRI
-    "dcm_qa_philips/In/Magdeburg_2014/fmri": ("3D", "MR", "unknown", "EPI"),  # EPI_asc, no body part
-    "dcm_qa_philips_enh/In/cl": ("3D", "MR", "head", "T1"),  # ADNI_Sag3D MPRAGE
-    "dcm_qa_ts/In": ("3D", "MR", "unknown", "EPI"),  # Siemens EPI mosaic in 7 transfer syntaxes, no body part
-    "dcm_qa_xa30/In/5_anat-T1w_acq-tfl": ("3D", "MR", "head", "T1"),  # enhanced MPRAGE: words only
-    "dcm_qa_xa30/In/7_func-bold_task-fa_run-1": ("3D", "MR", "head", "EPI"),  # ImageType FMRI
-}
+TABLE = Path(__file__).with_name("prompt_table.tsv")
+
+
+def _scored_shared_rows() -> dict[str, tuple[str, ...]]:
+    """The scored shared series of ``prompt_table.tsv`` (the one written-down table; see test_prompt_table.py)."""
+    lines = [line for line in TABLE.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
+    rows = csv.DictReader(lines, delimiter="\t")
+    return {r["path"]: (r["dimension"], r["modality"], r["anatomy"], r["image_type"]) for r in rows
+            if r["source"] == "shared" and r["verdict"] == "scored"}
 
 
 @pytest.mark.shared_data
 def test_every_shared_series_has_its_expected_prompt(shared_layouts: dict[str, SeriesLayout]) -> None:
-    assert set(shared_layouts) == set(EXPECTED), "a shared series was added or removed: extend EXPECTED"
+    expected = _scored_shared_rows()
+    assert set(shared_layouts) == set(expected), "a shared series was added or removed: extend prompt_table.tsv"
     wrong = {}
     for name, layout in shared_layouts.items():
         got = prompt_for(layout)
         assert list(got) == ["dimension", "modality", "anatomy", "image_type"]
-        if tuple(got.values()) != EXPECTED[name]:
+        if tuple(got.values()) != expected[name]:
             wrong[name] = got
     assert not wrong, wrong
 
@@ -59,12 +51,19 @@ def _layout(n: int = 3, **fields: object) -> SeriesLayout:
 
 
 @pytest.mark.parametrize(("fields", "expected"), [
-    ({"modality": "CT", "body_part": "CHEST", "convolution_kernel": ("B70f",)}, ("chest", "ct_sharp")),
+    ({"modality": "CT", "body_part": "CHEST", "convolution_kernel": ("B70f",)}, ("chest", "unknown")),  # contrast?
+    ({"modality": "CT", "body_part": "CHEST", "convolution_kernel": ("B70f",), "contrast_agent": "NONE"},
+     ("chest", "ct_sharp")),
     ({"modality": "CT", "body_part": "ABDOMEN", "convolution_kernel": ("I30f", "3"), "contrast_agent": "Omnipaque"},
      ("abdomen", "ct_soft_contrast")),
-    ({"modality": "CT", "series_description": "Thorax LUNG 1.0", "convolution_kernel": ("LUNG",)},
+    ({"modality": "CT", "series_description": "Thorax LUNG 1.0 nativ", "convolution_kernel": ("LUNG",)},
+     ("chest", "unknown")),  # "nativ" is not a word the table knows: contrast unknown
+    ({"modality": "CT", "series_description": "Thorax LUNG 1.0 native", "convolution_kernel": ("LUNG",)},
      ("chest", "ct_sharp")),
-    ({"modality": "CT", "body_part": "CHEST_ABDOMEN", "convolution_kernel": ("FC13",)}, ("unknown", "ct_soft")),
+    ({"modality": "CT", "body_part": "CHEST_ABDOMEN", "convolution_kernel": ("FC13",),
+      "protocol_name": "CAP plain"}, ("unknown", "ct_soft")),
+    # A de-identified contrast CT: no Contrast/Bolus module, no words. Not "no contrast": unknown.
+    ({"modality": "CT", "body_part": "ABDOMEN", "convolution_kernel": ("B30f",)}, ("abdomen", "unknown")),
     ({"modality": "CT", "body_part": "HEAD", "convolution_kernel": ("XYZ",)}, ("head", "unknown")),
     ({"modality": "CT", "series_description": "CTA neck", "convolution_kernel": ("STANDARD",)},
      ("neck", "ct_soft_contrast")),
@@ -84,6 +83,30 @@ def _layout(n: int = 3, **fields: object) -> SeriesLayout:
     ({"series_description": "SWI_Images", "body_part": "BRAIN"}, ("head", "SWI")),
     ({"series_description": "3D TOF MRA"}, ("unknown", "MRA")),
     ({"modality": "PT", "body_part": "WHOLEBODY"}, ("whole_body", "unknown")),
+    # Issue 14: ASL source images were typed PD (spin-echo readout, long TR, short TE).
+    ({"series_description": "3D ASL (non-contrast)", "scanning_sequence": ("SE",), "repetition_time": 4800.0,
+      "echo_time": 10.5, "body_part": "HEAD"}, ("head", "unknown")),
+    ({"series_description": "tgse_pcasl_PLD1800", "scanning_sequence": ("SE",), "repetition_time": 4000.0,
+      "echo_time": 20.0}, ("unknown", "unknown")),
+    ({"series_description": "ep2d_pasl", "scanning_sequence": ("EP",), "repetition_time": 2500.0,
+      "echo_time": 13.0}, ("unknown", "EPI")),
+    # A GE DTI: no diffusion word, EP\SE, b-value only in GE's private tag (read into diffusion_b_value).
+    ({"series_description": "Axial 4 directions, 3 shells, pepolar=1", "scanning_sequence": ("EP", "SE"),
+      "manufacturer": "GE MEDICAL SYSTEMS", "body_part": "BRAIN"}, ("head", "DWI")),
+    ({"series_description": "Ax 3x3x3", "scanning_sequence": ("EP", "SE"), "diffusion_b_value": 1000.0},
+     ("unknown", "DWI")),
+    ({"series_description": "DTI64dir", "scanning_sequence": ("EP", "SE")}, ("unknown", "DWI")),
+    # BIDS names and resting-state names: functional MRI of the brain.
+    ({"series_description": "func_task-rest_acq-mb", "scanning_sequence": ("EP",)}, ("head", "EPI")),
+    ({"series_description": "func_task-motor_run-01"}, ("head", "EPI")),
+    ({"series_description": "REST1_PA"}, ("head", "EPI")),
+    ({"series_description": "RESTING STATE"}, ("head", "EPI")),
+    ({"series_description": "t1_restore_tra"}, ("unknown", "T1")),  # "rest" inside a word is not rest
+    # Enhanced MR: the weighting as ImageType value 3 (Philips ORIGINAL\PRIMARY\T1\NONE), no words.
+    ({"image_type": ("ORIGINAL", "PRIMARY", "T1", "NONE"), "body_part": "HEAD"}, ("head", "T1")),
+    ({"image_type": ("ORIGINAL", "PRIMARY", "T2", "NONE")}, ("unknown", "T2")),
+    ({"image_type": ("ORIGINAL", "PRIMARY", "PROTON_DENSITY", "NONE")}, ("unknown", "PD")),
+    ({"image_type": ("ORIGINAL", "PRIMARY", "FLUID_ATTENUATED", "NONE")}, ("unknown", "FLAIR")),
 ])
 def test_vendor_spellings(fields: dict, expected: tuple[str, str]) -> None:
     got = prompt_for(_layout(**fields))
@@ -91,8 +114,11 @@ def test_vendor_spellings(fields: dict, expected: tuple[str, str]) -> None:
 
 
 def test_dimension_and_modality() -> None:
-    assert prompt_for(_layout(1))["dimension"] == "2D"
+    """2D is projection imaging in the model's vocabulary: one CT or MR slice is still cross-sectional (3D)."""
+    assert prompt_for(_layout(1))["dimension"] == "3D"
+    assert prompt_for(_layout(1, modality="CT"))["dimension"] == "3D"
     assert prompt_for(_layout(5))["dimension"] == "3D"
+    assert prompt_for(_layout(1, modality="DX"))["dimension"] == "2D"
     assert prompt_for(_layout(2, modality="US"))["modality"] == "unknown"
 
 
@@ -133,3 +159,23 @@ def test_table_mistakes_are_reported(tmp_path: Path, text: str, message: str) ->
     with pytest.raises(ConfigError, match=message):
         load_rules(str(path))
 
+
+
+def test_a_site_can_give_unknown_contrast_a_kernel_token(tmp_path: Path) -> None:
+    """Unknown contrast is the unknown token by default; the table's "unknown" column can say otherwise."""
+    from importlib import resources
+
+    packaged = (resources.files("mediqa.agent") / "rules" / "prompt_rules.yaml").read_text(encoding="utf-8")
+    site = packaged.replace('soft: {"no": ct_soft, "yes": ct_soft_contrast}',
+                            'soft: {"no": ct_soft, "yes": ct_soft_contrast, "unknown": ct_soft}')
+    assert site != packaged
+    path = tmp_path / "rules.yaml"
+    path.write_text(site)
+    layout = _layout(modality="CT", body_part="HEAD", convolution_kernel=("STD+",))
+    assert derive_prompt(layout).values["image_type"] == "unknown"
+    prompt = derive_prompt(layout, rules=load_rules(str(path)))
+    assert prompt.values["image_type"] == "ct_soft" and "contrast unknown" in prompt.sources["image_type"]
+    bad = tmp_path / "bad.yaml"  # load_rules caches by path
+    bad.write_text(packaged.replace('soft: {"no": ct_soft', 'soft: {"maybe": ct_soft'))
+    with pytest.raises(ConfigError, match="column 'maybe'"):
+        load_rules(str(bad))
