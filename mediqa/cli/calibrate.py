@@ -126,10 +126,13 @@ def run(args: argparse.Namespace) -> int:
         plot(result, args.plot)
         print(f"plot: {args.plot}")
     if args.out:
+        written = sum(g.proposal is not None for g in (*result.modalities, *result.protocols))
+        if not written:  # an empty proposal would only look like one
+            raise MediqaError(f"no group has enough labelled series for a threshold: nothing written to {args.out}",
+                              "see the table; collect more answers at the console, or lower --min-good / --min-bad")
         provenance = Provenance(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), current_user(), tuple(data),
                                 model, __version__)
         _write(args.out, render_reviewed(result, provenance), args.force)
-        written = sum(g.proposal is not None for g in (*result.modalities, *result.protocols))
         print(f"wrote {args.out} ({written} threshold(s)): NOT applied. Review it, fill in reviewed_by and "
               "reviewed_on, then set thresholds.reviewed_file in the agent config and restart the agent.")
     return 0

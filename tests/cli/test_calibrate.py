@@ -128,6 +128,15 @@ def test_bad_options_are_one_line(site: Path, capsys: pytest.CaptureFixture[str]
     assert one_line(err) and message in err
 
 
+def test_nothing_is_written_when_no_group_has_enough_labels(site: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]):
+    out_file = tmp_path / "thresholds.yaml"
+    assert main(["calibrate", "--state-dir", str(site), "--min-good", "100", "--out", str(out_file)]) == 1
+    captured = capsys.readouterr()
+    assert "too few labelled series (n=25: 11 good, 14 bad; need >= 100 good" in captured.out
+    assert one_line(captured.err) and "nothing written" in captured.err and not out_file.exists()
+
+
 def test_without_a_state_it_says_where_it_looked(tmp_path: Path, no_system_config: None,
                                                  capsys: pytest.CaptureFixture[str]):
     assert main(["calibrate", "--state-dir", str(tmp_path / "none")]) == 1
