@@ -41,10 +41,6 @@ class GroupResult:
     def n_bad(self) -> int:
         return sum(r.label == "bad" for r in self.rows)
 
-    @property
-    def stations(self) -> int:
-        return len({r.station for r in self.rows if r.station})
-
 
 @dataclass(frozen=True)
 class Calibration:
