@@ -76,7 +76,8 @@ def plot(calibration: Calibration, path: Path) -> int:
     ax.set_yticks(range(len(groups)), [clean_text(f"{g.level[0]}: {g.key}", 40) for g in groups], fontsize=7)
     ax.set_xlim(0, 4)
     ax.set_xlabel("series score (0 bad .. 4 excellent); black bar: the threshold that would apply")
-    ax.legend(loc="lower right", fontsize=7)
+    ax.invert_yaxis()  # in the table's order, top down
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
