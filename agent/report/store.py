@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 JsonObject = dict[str, Any]  # a result as stored (``SeriesResult.to_json``) plus the row's own fields
 
 # Fields of a results.jsonl line that belong to the row, not to the result.
-LINE_FIELDS = ("result_id", "uuid", "created", "live", "supersedes", "instances_digest")
+LINE_FIELDS = ("result_id", "uuid", "created", "live", "supersedes", "instances_digest", "history")
 
 
 class Saved(NamedTuple):
@@ -242,11 +242,12 @@ class ResultStore:
                 cur = db.execute(
                     "INSERT INTO results (id, series_uid, series_key, generation, created, modality, score, decision, "
                     "live, json, uuid, supersedes, digest, origin, shown_at, jsonl_at) "
-                    "VALUES (?,?,?,0,?,?,?,?,0,?,?,?,?,'jsonl',?,?)",
+                    "VALUES (?,?,?,0,?,?,?,?,0,?,?,?,?,?,?,?)",
                     (rid, line["series_uid"], str(line.get("series_key") or ""), created, line.get("modality"),
                      line.get("score") if isinstance(line.get("score"), (int, float)) else None, line["decision"],
                      json.dumps(payload), str(line.get("uuid") or uuid.uuid4()), line.get("supersedes"),
-                     line.get("instances_digest"), created, created))
+                     line.get("instances_digest"), "history" if line.get("history") is True else "jsonl",
+                     created, created))
                 new_id = int(cur.lastrowid or 0)
                 if line["series_uid"] in last:
                     db.execute("UPDATE results SET superseded_by=? WHERE id=?", (new_id, last[line["series_uid"]]))
@@ -259,9 +260,10 @@ class ResultStore:
 
 def _line(rid: int, key: str, created: float, live: int, supersedes: str | None, digest: str | None,
           origin: str, payload: str) -> str:
-    del origin
     line = dict(json.loads(payload), result_id=rid, uuid=key, created=created, live=bool(live),
                 supersedes=supersedes, instances_digest=digest)
+    if origin == "history":  # an old series at the first start: a rebuilt database must not make it news
+        line["history"] = True
     return json.dumps(line, sort_keys=True)
 
 

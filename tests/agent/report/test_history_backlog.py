@@ -23,14 +23,14 @@ from typing import Any, ClassVar
 import pytest
 
 from mediqa.agent.config import config_from_dict
+from mediqa.agent.pipeline import unscored_result
 from mediqa.agent.report.console import ConsoleReporter
+from mediqa.agent.report.store import ResultStore
 from mediqa.agent.report.web.reader import HistoryFilter, StateReader
 from mediqa.agent.runtime import Runtime
 from mediqa.agent.samples import write_phantom_ct
 from mediqa.agent.scoring.classical import ClassicalScorer
-from mediqa.agent.state.db import STATE_FILE
-
-pytestmark = pytest.mark.slow  # three series through the whole service, ~5 s on 2 cores
+from mediqa.agent.state.db import STATE_FILE, open_state
 
 HOURS = 3600.0
 
@@ -66,6 +66,7 @@ def _wait(what: Callable[[], Any], deadline_s: float = 60.0) -> Any:
     raise AssertionError("timed out waiting")
 
 
+@pytest.mark.slow  # three series through the whole service, ~5 s on 2 cores
 def test_old_series_at_first_start_are_history_and_raise_nothing(tmp_path, caplog):
     export = tmp_path / "export"
     write_phantom_ct(export / "old-clean", noise_hu=4.0, seed=0, slices=6, size=96)
@@ -126,6 +127,7 @@ def test_old_series_at_first_start_are_history_and_raise_nothing(tmp_path, caplo
         reader.close()
 
 
+@pytest.mark.slow
 def test_max_age_zero_turns_history_scoring_off(tmp_path):
     """The same old noisy series with ``alerts.max_age_h: 0`` alerts as it always did (the switch works)."""
     export = tmp_path / "export"
@@ -149,3 +151,27 @@ def test_max_age_zero_turns_history_scoring_off(tmp_path):
         loop.join(30)
         runtime.close()
     assert origin == "scored" and "RETAKE" in lines.getvalue()
+
+
+def test_a_database_rebuilt_from_results_jsonl_keeps_history_as_history(tmp_path):
+    """The old database lost: results.jsonl brings the history back, and an old series stays no news."""
+    jsonl = tmp_path / "results.jsonl"
+    first = open_state(tmp_path / "a")
+    try:
+        store = ResultStore(first, jsonl)
+        retake = unscored_result([], ["x"], decision="retake", series_uid="1.2", series_key="s-1", modality="CT")
+        with first.transaction() as conn:
+            store.add(conn, retake, 0, history=True)
+            store.add(conn, unscored_result([], ["y"], series_uid="1.3", series_key="s-2", modality="CT"), 0)
+        assert store.flush_jsonl() == 2
+    finally:
+        first.close()
+    rebuilt = open_state(tmp_path / "b")
+    try:
+        store = ResultStore(rebuilt, jsonl)
+        assert store.seed_from_jsonl() == 2
+        assert [r["origin"] for r in store.history()] == ["history", "jsonl"]
+        assert [r["series_uid"] for r in store.live("retake", since=0.0)] == []  # never reminded again
+        assert all("history" not in r for r in store.history())  # a row field, not part of the result
+    finally:
+        rebuilt.close()
