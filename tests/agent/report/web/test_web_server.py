@@ -139,7 +139,7 @@ def test_the_stream_leaves_out_results_older_than_the_max_age(state, phantoms):
     server = launch(state, heartbeat_s=0.3, live_max_age_s=6 * 3600.0)
     try:
         for headers in (None, {"Last-Event-ID": "0"}):  # a new page (the backlog), a page resuming from the start
-            got = [e for e in _events(server, headers=headers, want=2, timeout=1.5) if e.get("event") == "result"]
+            got = [e for e in _events(server, headers=headers, want=2, timeout=1.0) if e.get("event") == "result"]
             assert [int(e["id"]) for e in got] == [fresh]
             assert json.loads(got[0]["data"])["live_until"] > time.time() + 5 * 3600.0
         status, _, body = request(server, "GET", f"/series/{old}")
