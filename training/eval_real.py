@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import math
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,22 +76,47 @@ def degrade_slices(slices: np.ndarray, spacing: tuple[float, float], pe_directio
     return out
 
 
+class DegradedCache:
+    """Degraded slices by (series, family, level, selected slices): in memory, and on disk when given a folder
+    (a second run, with another model, reuses the simulation instead of repeating minutes of projections)."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
+        self.memory: dict[str, np.ndarray] = {}
+
+    def get(self, key: tuple[Any, ...], make: Callable[[], np.ndarray]) -> np.ndarray:
+        name = hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:20]
+        if name in self.memory:
+            return self.memory[name]
+        path = self.folder / f"{name}.npy" if self.folder is not None else None
+        if path is not None and path.is_file():
+            value = np.load(path, allow_pickle=False)
+        else:
+            value = make()
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, value, allow_pickle=False)
+        self.memory[name] = value
+        return value
+
+
 class DegradingScorer:
     """Delegates to ``inner`` after degrading the selected slices (cached: every scorer sees the same pixels)."""
 
-    def __init__(self, inner: Scorer, family: str, value: float, cache: dict[tuple[Any, ...], np.ndarray]) -> None:
+    def __init__(self, inner: Scorer, family: str, value: float, cache: DegradedCache) -> None:
         self.inner, self.family, self.value, self.cache = inner, family, value, cache
         self.name, self.backend = inner.name, inner.backend
         self.provenance = getattr(inner, "provenance", None)
 
     def score(self, series: SeriesInput) -> SliceScores:
         layout = series.layout
-        key = (layout.series_uid, self.family, self.value, tuple(series.selection.indices))
-        if key not in self.cache:
-            spacing = layout.pixel_spacing or (1.0, 1.0)
-            self.cache[key] = degrade_slices(series.slices, (float(spacing[0]), float(spacing[1])),
-                                             layout.first.phase_encode_direction, self.family, self.value)
-        return self.inner.score(dataclasses.replace(series, slices=self.cache[key]))
+        spacing = layout.pixel_spacing or (1.0, 1.0)
+        key = (layout.series_key, self.family, self.value, [int(i) for i in series.selection.indices],
+               list(series.slices.shape))
+        degraded = self.cache.get(key, lambda: degrade_slices(
+            series.slices, (float(spacing[0]), float(spacing[1])), layout.first.phase_encode_direction,
+            self.family, self.value))
+        return self.inner.score(dataclasses.replace(series, slices=degraded))
 
     def close(self) -> None:
         return None
@@ -122,22 +148,23 @@ def _row(series: RealSeries, label: str, kind: str, family: str, level: str, spl
     except MediqaError as exc:
         score, decision, reasons, anatomy, key = math.nan, "unscored", (str(exc),), "unknown", ""
     return Row(series=series.name, origin=series.origin, subject=series.subject, modality=series.modality,
-               anatomy=anatomy, vendor=series.vendor, split=splits.get(key, "none"), kind=kind, family=family,
-               level=level, scorer=label, score=float(score), decision=decision, reasons=reasons)
+               anatomy=anatomy, vendor=series.vendor, split=splits.get(series.train_key or key, "none"), kind=kind,
+               family=family, level=level, scorer=label, score=float(score), decision=decision, reasons=reasons)
 
 
 def evaluate_real(models: Sequence[tuple[str, Path | None]], shared: Path, out: Path,
-                  data: Path | None = None) -> list[Row]:
+                  data: Path | None = None, work: Path | None = None) -> list[Row]:
+    """Score everything with every model; ``work`` keeps the written series and simulations for the next run."""
     splits = split_of(data)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="mediqa-real-") as tmp:
-        written = Path(tmp)
+        written = work or Path(tmp)
         real = shared_series(shared / "dicom") if (shared / "dicom").is_dir() else []
         real += pydicom_series()
         if (shared / "nifti" / "totalsegmentator").is_dir():
             real += nifti_series(shared / "nifti" / "totalsegmentator", written / "nifti")
         ctrl = controls(written / "controls")
-        cache: dict[tuple[Any, ...], np.ndarray] = {}
+        cache = DegradedCache(work / "degraded" if work is not None else None)
         for label, model in models:
             config = agent_config(written / f"state-{len(rows)}", model)
             from mediqa.agent.scoring.factory import make_scorer
@@ -169,13 +196,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data",
                         help="the shared data folder (dicom/, nifti/)")
     parser.add_argument("--out", type=Path, default=Path("runs/eval-real"))
+    parser.add_argument("--work", type=Path, default=None,
+                        help="keep the written series and simulated levels here and reuse them next time")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     models: list[tuple[str, Path | None]] = [("classical", None)]
     for item in args.model:
         label, _, path = item.rpartition("=")
         models.append((label or Path(path).stem, Path(path)))
-    evaluate_real(models, args.shared, args.out, args.data)
+    evaluate_real(models, args.shared, args.out, args.data, args.work)
     log.info("tables in %s", args.out / "real-series.md")
     return 0
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mediqa.agent.dicom.index import read_header, scan_tree
-from mediqa.agent.dicom.records import InstanceRecord
+from mediqa.agent.dicom.records import InstanceRecord, series_key
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class RealSeries:
     origin: str  # shared | pydicom-data | nifti | control
     subject: str  # human | phantom | none (a control)
     records: tuple[InstanceRecord, ...]
+    train_key: str = ""  # the series key training knew it by, where the written DICOM has a new one
 
     @property
     def modality(self) -> str:
@@ -85,22 +86,26 @@ def nifti_series(nifti_root: Path, out_dir: Path, views: int = 360) -> list[Real
         if not (nifti_root / name).is_file():
             log.warning("%s not found under %s: left out", name, nifti_root)
             continue
-        spec = SourceSpec(name=name, kind="nifti_ct", path=name)
-        vol, spacing, step, _ = load_nifti_ct(spec, nifti_root / "_")  # paths resolve against its parent
-        picks = np.linspace(0.15 * (len(vol) - 1), 0.85 * (len(vol) - 1), WRITTEN_SLICES).round().astype(int)
-        stored = vol[picks]
-        anatomy = part.lower()
-        rng = np.random.default_rng(20251201)
-        full = np.stack([native_scan(s.astype(np.float64), spacing[0], anatomy, views, rng).image for s in stored])
-        for tag, data in (("as stored", stored), ("full dose", full)):
-            folder = out_dir / f"{Path(name).name.split('.')[0]}-{tag.replace(' ', '_')}"
-            write_series(folder, data, "CT", spacing, step, f"{part} {tag}", part)
-            out.append(RealSeries(f"nifti/{name} ({tag})", "nifti", "human", _records(folder)))
+        folders = {tag: out_dir / f"{name.split('.')[0]}-{tag.replace(' ', '_')}" for tag in ("as stored", "full dose")}
+        if not all(_written(f) for f in folders.values()):
+            spec = SourceSpec(name=name, kind="nifti_ct", path=name)
+            vol, spacing, step, _ = load_nifti_ct(spec, nifti_root / "_")  # paths resolve against its parent
+            picks = np.linspace(0.15 * (len(vol) - 1), 0.85 * (len(vol) - 1), WRITTEN_SLICES).round().astype(int)
+            stored = vol[picks]
+            rng = np.random.default_rng(20251201)
+            full = np.stack([native_scan(s.astype(np.float64), spacing[0], part.lower(), views, rng).image
+                             for s in stored])
+            for tag, data in (("as stored", stored), ("full dose", full)):
+                write_series(folders[tag], data, "CT", spacing, step, f"{part} {tag}", part)
+        for tag, folder in folders.items():
+            out.append(RealSeries(f"nifti/{name} ({tag})", "nifti", "human", _records(folder),
+                                  series_key(f"nifti:{name}")))
     for name, part in NIFTI_MR:
         if (nifti_root / name).is_file():
             vol, spacing, step = _mr_nifti(nifti_root / name)
             folder = out_dir / Path(name).name.split(".")[0]
-            write_series(folder, vol, "MR", spacing, step, f"{part} T1", part)
+            if not _written(folder):
+                write_series(folder, vol, "MR", spacing, step, f"{part} T1", part)
             out.append(RealSeries(f"nifti/{name}", "nifti", "human", _records(folder)))
     return out
 
@@ -130,9 +135,15 @@ def controls(out_dir: Path, seed: int = 7) -> list[RealSeries]:
     out: list[RealSeries] = []
     for i, (name, (modality, data)) in enumerate(made.items()):
         folder = out_dir / f"control-{i}"
-        write_series(folder, data, modality, (1.0, 1.0), 3.0, name, "")
+        if not _written(folder):
+            write_series(folder, data, modality, (1.0, 1.0), 3.0, name, "")
         out.append(RealSeries(name, "control", "none", _records(folder)))
     return out
+
+
+def _written(folder: Path) -> bool:
+    """A series folder left by an earlier run (``eval_real --work``): read it again rather than rewrite it."""
+    return folder.is_dir() and any(folder.glob("IM*.dcm"))
 
 
 def _records(folder: Path) -> tuple[InstanceRecord, ...]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mediqa.agent.dicom.volume import plan_series
-from mediqa.training.eval_real import DegradingScorer, _row, agent_config, degrade_slices
+from mediqa.training.eval_real import DegradedCache, DegradingScorer, _row, agent_config, degrade_slices
 from mediqa.training.eval_real_series import controls, pydicom_series, write_series
 from mediqa.training.eval_real_tables import Row, false_alert_table, summary, write_tables
 
@@ -80,7 +80,8 @@ def test_degrading_scorer_hands_the_inner_scorer_degraded_pixels(tmp_path):
     mr = _pydicom("MR_small")
     config = agent_config(tmp_path / "state", None)
     clean = _row(mr, "probe", "clean", "none", "clean", {}, Probe(), config)
-    noisy = _row(mr, "probe", "severe", "mr_noise", "SNR 3", {}, DegradingScorer(Probe(), "mr_noise", 3.0, {}), config)
+    wrapped = DegradingScorer(Probe(), "mr_noise", 3.0, DegradedCache())
+    noisy = _row(mr, "probe", "severe", "mr_noise", "SNR 3", {}, wrapped, config)
     assert clean.decision == noisy.decision == "ok" and len(seen) == 2
     assert seen[1] != pytest.approx(seen[0])
 
