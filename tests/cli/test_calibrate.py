@@ -111,6 +111,15 @@ def test_scores_from_the_results_file_labelled_from_the_state(site: Path, capsys
     assert table and table == [line for line in from_file if line.startswith(("modality", "protocol", "all"))]
 
 
+def test_it_finds_the_state_through_the_same_config_lookup_as_every_command(
+        site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    config = tmp_path / "service.yaml"
+    config.write_text(f"state_dir: {site}\n")
+    monkeypatch.setenv("MEDIQA_CONFIG", str(config))
+    assert main(["calibrate", "--bootstrap", "0"]) == 0
+    assert f"state {site / 'state.sqlite'}: 60 results, 25 labelled series" in capsys.readouterr().out
+
+
 def test_plot_writes_a_png(site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     pytest.importorskip("matplotlib")
     png = tmp_path / "scores.png"
