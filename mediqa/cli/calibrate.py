@@ -21,7 +21,8 @@ person to review. Nothing is applied: the agent uses a thresholds file only when
 What it reads: the answers recorded at the console or with `mediqa alerts --ack` (the feedback table of
 the state database, opened read-only) joined with the scored results. With --results, scores come from
 those files instead (the agent's results.jsonl, or a `mediqa backfill --out` folder of Parquet files:
-needs pyarrow), labelled by series UID from the state's answers.
+needs pyarrow), labelled by series UID from the state's answers. On an installed system the state
+belongs to the service user: sudo -u mediqa mediqa calibrate.
 
 Labels:
   rescanned, should_have_alerted   bad: the series should alert
