@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from mediqa import __version__
 from mediqa.cli import (
     alerts,
+    backfill,
     calibrate,
     console,
     data,
@@ -32,7 +33,8 @@ from mediqa.cli.common import configure_logging, permission_remedy
 from mediqa.errors import ConfigError, MediqaError
 
 # Order is the order shown in --help.
-COMMANDS = (watch, score, replay, demo, alerts, console, calibrate, doctor, train, data, export, engine, version)
+COMMANDS = (watch, score, backfill, replay, demo, alerts, console, calibrate, doctor, train, data, export, engine,
+            version)
 
 # sysexits.h EX_CONFIG: what ``mediqa watch`` exits with on a configuration error, so the unit's
 # RestartPreventExitStatus=78 stops systemd from restarting a broken configuration forever.

@@ -1,0 +1,89 @@
+"""``mediqa backfill`` on the local process pool: the same results as ``mediqa score --json``, resumable,
+a killed worker's series retried, a killed run resumed; bad files are recorded skips."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from backfill_support import children, cmdline, kill, mediqa, parts, rows, start_mediqa, wait_for_parts
+from conftest import N_SERIES
+
+pytestmark = pytest.mark.slow
+
+
+def assert_same_as_score(found: list[dict[str, Any]], reference: dict[str, dict[str, Any]]) -> None:
+    by_uid = {r["series_uid"]: r for r in found}
+    assert len(found) == len(by_uid) == len(reference), "a series lost or duplicated"
+    for uid, ref in reference.items():
+        row = by_uid[uid]
+        assert row["decision"] == ref["decision"]
+        assert math.isclose(row["score"], ref["score"], abs_tol=1e-6)
+        assert all(math.isclose(a, b, abs_tol=1e-6) for a, b in zip(row["slice_scores"], ref["slice_scores"],
+                                                                   strict=True))
+        assert row["model_sha256"] == ref["model_sha256"] and row["config_digest"]
+
+
+def test_local_pool_equals_mediqa_score_then_skips_what_is_done(archive: Path, reference, tmp_path: Path):
+    out = tmp_path / "bf"
+    done = mediqa("backfill", str(archive), "--out", str(out), "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    found = rows(out)
+    assert_same_as_score(found, reference)
+    assert Counter(r["station"] for r in found) == {"CT-NORTH": 8, "CT-SOUTH": 8, "": 8}
+    skipped = pq.read_table(out / "skipped_files.parquet").to_pylist()
+    assert sorted(s["reason"] for s in skipped) == ["incomplete", "not_dicom"]
+    assert all(s["file_key"].startswith("f-") for s in skipped)  # never a path
+    summary = (out / "summary.md").read_text()
+    assert "CT-NORTH" in summary and "## Worst series" in summary and "sheets/s-" in summary
+    before = parts(out)
+    again = mediqa("backfill", str(archive), "--out", str(out), "--workers", "2", "--no-summary")
+    assert again.returncode == 0, again.stderr
+    assert f"{N_SERIES} already done" in again.stdout and "0 series scored" in again.stdout
+    assert parts(out) == before
+
+
+def _pool_workers(pid: int) -> list[int]:
+    return [c for c in children(pid) if "spawn_main" in cmdline(c)]
+
+
+def test_a_killed_worker_is_retried_and_nothing_is_lost_or_doubled(archive: Path, reference, tmp_path: Path):
+    out = tmp_path / "bf"
+    proc = start_mediqa("backfill", str(archive), "--out", str(out), "--workers", "2", "--flush-every", "1",
+                        "--no-summary")
+    try:
+        wait_for_parts(out, 2, proc)
+        workers = _pool_workers(proc.pid)
+        assert workers, "no pool worker to kill"
+        kill(workers[0])
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        kill(proc.pid)
+    assert proc.returncode == 0, stderr
+    assert "worker failure" in stdout
+    assert_same_as_score(rows(out), reference)
+
+
+def test_a_killed_run_resumes_where_it_stopped(archive: Path, reference, tmp_path: Path):
+    out = tmp_path / "bf"
+    proc = start_mediqa("backfill", str(archive), "--out", str(out), "--workers", "2", "--flush-every", "1",
+                        "--no-summary")
+    try:
+        wait_for_parts(out, 3, proc)
+        for pid in [proc.pid, *children(proc.pid)]:
+            kill(pid)
+        proc.communicate(timeout=60)
+    finally:
+        kill(proc.pid)
+    time.sleep(0.5)  # the pool's processes are gone with their parent (SIGKILL above)
+    first = len(rows(out))
+    assert 3 <= first < N_SERIES
+    again = mediqa("backfill", str(archive), "--out", str(out), "--workers", "2", "--no-summary")
+    assert again.returncode == 0, again.stderr
+    assert f"{first} already done" in again.stdout
+    assert_same_as_score(rows(out), reference)
