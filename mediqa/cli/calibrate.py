@@ -92,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
         raise MediqaError("--min-good and --min-bad must be at least 1, --bootstrap at least 0")
     config = config_from_args(args)
     data: list[str] = []
+    in_force = config.thresholds.reviewed
+    if in_force is not None:  # what is in force now, so a new proposal is read against it
+        data.append(f"in force: thresholds.reviewed_file {config.thresholds.reviewed_file} "
+                    f"(digest {in_force.digest}, reviewed by {in_force.reviewed_by})")
     state = _read_state(config, data, need=not args.results)
     rows: list[SeriesRow] = []
     if args.results:

@@ -94,6 +94,8 @@ def test_the_proposal_is_written_for_review_and_applied_only_once_named(site: Pa
     applied = decide(1.8, None, "", named, BRAIN, {})
     assert applied.decision == "ok" and applied.threshold["source"] == "reviewed protocol CT|std brain 5mm"
 
+    assert main(["calibrate", "--config", str(config), "--bootstrap", "0"]) == 0
+    assert f"in force: thresholds.reviewed_file {out_file} (digest" in capsys.readouterr().out
     assert main(argv) == 1  # a reviewed file is never overwritten by a new proposal
     assert "has been reviewed (reviewed_by: QA lead)" in capsys.readouterr().err
     assert main([*argv, "--force"]) == 0
