@@ -98,7 +98,8 @@ def decode_downsampled_partial(layout: SeriesLayout, indices: Iterable[int], tar
             for pos in positions:
                 ref = layout.slices[wanted[pos]]
                 try:
-                    out[pos] = _from_pixels(pixels, ref.frame, ref.tile, ref.tiles, ref.slope, ref.intercept, target)
+                    out[pos] = _from_pixels(pixels, ref.frame, ref.tile, ref.tiles, ref.slope, ref.intercept, target,
+                                            ref.grid)
                 except INTERRUPTS:
                     raise
                 except BaseException as exc:  # noqa: BLE001
@@ -120,7 +121,7 @@ def decode_downsampled(layout: SeriesLayout, indices: Iterable[int], target: int
 
 
 def _from_pixels(pixels: np.ndarray, frame: int | None, tile: int | None, tiles: int, slope: float,
-                 intercept: float, target: int) -> np.ndarray:
+                 intercept: float, target: int, grid: tuple[int, int] | None = None) -> np.ndarray:
     problem = rescale_problem(slope, intercept)
     if problem:
         raise _Undecodable(problem)
@@ -133,7 +134,7 @@ def _from_pixels(pixels: np.ndarray, frame: int | None, tile: int | None, tiles:
     else:
         arr = pixels
     if tiles > 1 and tile is not None:
-        arr = mosaic_tile(arr, tiles, tile)
+        arr = mosaic_tile(arr, tiles, tile, grid)
     if arr.ndim != 2:
         return to_physical(arr, slope, intercept)  # raises with the reason (colour, not 2D...)
     return to_physical(downsample(arr, target), slope, intercept)
@@ -161,7 +162,7 @@ def decode_record_downsampled(record: InstanceRecord, target: int) -> dict[Slice
             for tile in (range(tiles) if tiles > 1 else [None]):
                 try:
                     out[(record.path, frame, tile)] = _from_pixels(pixels, frame, tile, tiles, slope, intercept,
-                                                                  target)
+                                                                  target, record.mosaic_grid)
                 except INTERRUPTS:
                     raise
                 except BaseException as exc:  # noqa: BLE001

@@ -22,6 +22,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
 
 from mediqa.agent.config import HeaderLimits
+from mediqa.agent.dicom.mosaic import SIEMENS_MOSAIC_TILES, UIH_SLICES, describe_mosaic
 from mediqa.agent.dicom.records import (
     INTERRUPTS,
     TUPLE_LIMIT,
@@ -46,7 +47,6 @@ IMAGE_SOP_CLASSES = {
 }
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 LOCALIZER_WORDS = {"LOCALIZER", "SCOUT", "SURVIEW", "REF_SURVIEW", "TOPOGRAM", "SCANOGRAM"}
-SIEMENS_MOSAIC_TILES = Tag(0x0019, 0x100A)
 
 
 def read_header(path: str | os.PathLike[str], *, skip_derived: bool = True, skip_localizers: bool = True,
@@ -265,11 +265,12 @@ def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_ty
             columns: int, n_frames: int) -> InstanceRecord:
     frames = _frames(ds, n_frames)
     spacing = _physical_floats(ds.get("PixelSpacing"), "PixelSpacing") or _shared_spacing(ds)
-    mosaic = None
-    if "MOSAIC" in image_type and SIEMENS_MOSAIC_TILES in ds:
-        mosaic = _mosaic_tiles(ds[SIEMENS_MOSAIC_TILES].value)
-        if mosaic is not None and math.ceil(math.sqrt(mosaic)) > min(rows, columns):
-            raise _skip("header_limits", f"{mosaic} MOSAIC tiles do not fit a {rows} x {columns} image")
+    mosaic = describe_mosaic(ds, image_type, rows, columns)
+    if mosaic is None and ("MOSAIC" in image_type or "VFRAME" in image_type) and _announced_tiles(ds) > 1:
+        raise _skip("header_limits", f"{_announced_tiles(ds)} mosaic tiles do not fit a {rows} x {columns} image")
+    if mosaic is None and "MOSAIC" in image_type:
+        # Scored whole, a mosaic is one image of many slices side by side: its slices must be cut or nothing.
+        raise _skip("malformed_header", "a MOSAIC image with no tile count and no AcquisitionMatrix that tiles it")
     # Enhanced MR keeps acquisition attributes in the functional groups, not at the top level.
     shared = _first(ds.get("SharedFunctionalGroupsSequence"))
     first_frame = _first(ds.get("PerFrameFunctionalGroupsSequence"))
@@ -312,7 +313,9 @@ def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_ty
         frames=frames,
         images_in_acquisition=_int(ds.get("ImagesInAcquisition")),
         number_of_temporal_positions=_int(ds.get("NumberOfTemporalPositions")),
-        mosaic_tiles=mosaic,
+        mosaic_tiles=mosaic.tiles if mosaic else None,
+        mosaic_grid=mosaic.grid if mosaic and mosaic.grid[0] != mosaic.grid[1] else None,
+        mosaic_positions=mosaic.positions if mosaic else (),
         mr_acquisition_type=str(ds.get("MRAcquisitionType", "") or ""),
         scanning_sequence=_texts(ds.get("ScanningSequence")),
         sequence_variant=_texts(ds.get("SequenceVariant")),
@@ -534,8 +537,12 @@ def _ge_b_value(ds: Dataset) -> float | None:
     return b if b is not None and 0.0 <= b <= 100_000.0 else None
 
 
-def _mosaic_tiles(value: Any) -> int | None:
-    if isinstance(value, (bytes, bytearray)) and len(value) >= 2:
-        return int.from_bytes(bytes(value[:2]), "little") or None
-    n = _int(value)
-    return n if n and n > 1 else None
+def _announced_tiles(ds: Dataset) -> int:
+    """The tile count a mosaic header announces (Siemens or UIH), 0 when none: to name a mosaic that cannot fit."""
+    for tag in (SIEMENS_MOSAIC_TILES, UIH_SLICES):
+        if tag in ds:
+            value = ds[tag].value
+            if isinstance(value, (bytes, bytearray)):
+                return int.from_bytes(bytes(value[:2]), "little") if len(value) >= 2 else 0
+            return _int(value) or 0
+    return 0

@@ -96,7 +96,9 @@ class InstanceRecord:
     # Hints from which the tracker can tell a series is complete before the quiet period ends.
     images_in_acquisition: int | None = None
     number_of_temporal_positions: int | None = None
-    mosaic_tiles: int | None = None  # Siemens MOSAIC: slices tiled into one image
+    mosaic_tiles: int | None = None  # Siemens MOSAIC / UIH VFRAME: slices tiled into one image
+    mosaic_grid: tuple[int, int] | None = None  # (rows, columns) of tiles; None: square (agent/dicom/mosaic.py)
+    mosaic_positions: tuple[tuple[float, float, float], ...] = ()  # each tile's top-left voxel, patient mm
     # Attributes the prompt rules read (issue: salient slices and prompts).
     mr_acquisition_type: str = ""
     scanning_sequence: tuple[str, ...] = ()

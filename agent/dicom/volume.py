@@ -31,6 +31,7 @@ import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from mediqa.agent.dicom.mosaic import tile_of
 from mediqa.agent.dicom.records import INTERRUPTS, FrameGeometry, InstanceRecord, clean_text
 from mediqa.errors import SeriesError
 
@@ -98,6 +99,7 @@ class SliceRef:
     instance_number: int | None
     slope: float
     intercept: float
+    grid: tuple[int, int] | None = None  # MOSAIC tile grid (rows, columns); None: square
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,7 @@ class SeriesLayout:
             arr = ds.pixel_array
         arr = np.asarray(arr)
         if ref.tiles > 1 and ref.tile is not None:
-            arr = mosaic_tile(arr, ref.tiles, ref.tile)
+            arr = mosaic_tile(arr, ref.tiles, ref.tile, ref.grid)
         return to_physical(arr, ref.slope, ref.intercept)
 
 
@@ -379,12 +381,16 @@ def _order(candidates: list[Candidate], notes: list[str]
             rec.instance_number if rec.instance_number is not None else order)
         thick = rec.slice_thickness
         step = thick if thick is not None and 0.0 < thick <= MAX_THICKNESS_MM else 1.0
+        tile_positions = rec.mosaic_positions if len(rec.mosaic_positions) == tiles else ()
         for tile in range(tiles):
+            if tiles > 1 and tile_positions and normal is not None:
+                position = float(np.dot(tile_positions[tile], normal))  # each tile's own position (mosaic.py)
+            else:  # no geometry to place tiles: spaced by slice thickness, as a last resort
+                position = base + tile * step if tiles > 1 else base
             refs.append((SliceRef(
-                path=rec.path, frame=frame, tile=tile if tiles > 1 else None, tiles=tiles,
-                # Mosaic tiles: spaced by slice thickness (exact offsets need the Siemens CSA header).
-                position=base + tile * step if tiles > 1 else base,
+                path=rec.path, frame=frame, tile=tile if tiles > 1 else None, tiles=tiles, position=position,
                 instance_number=rec.instance_number, slope=geom.rescale_slope, intercept=geom.rescale_intercept,
+                grid=rec.mosaic_grid,
             ), geom.temporal_index, (rec.acquisition_number or 0) * 100000 + (rec.instance_number or order)))
     if not have_geometry:
         notes.append("ImagePositionPatient/ImageOrientationPatient missing: ordered by InstanceNumber")
@@ -450,8 +456,6 @@ def _tilt_deg(candidates: list[Candidate], normal: np.ndarray) -> float:
     return angle if angle > 0.5 else 0.0
 
 
-def mosaic_tile(arr: np.ndarray, tiles: int, index: int) -> np.ndarray:
-    per_row = math.ceil(math.sqrt(tiles))
-    h, w = arr.shape[0] // per_row, arr.shape[1] // per_row
-    r, c = divmod(index, per_row)
-    return arr[r * h:(r + 1) * h, c * w:(c + 1) * w]
+def mosaic_tile(arr: np.ndarray, tiles: int, index: int, grid: tuple[int, int] | None = None) -> np.ndarray:
+    """Tile ``index`` of a mosaic image (the grid: ``agent/dicom/mosaic.py``)."""
+    return tile_of(arr, tiles, index, grid)
