@@ -17,6 +17,7 @@ from typing import Any
 from mediqa.agent.config_alerts import AlertsConfig, check_alerts
 from mediqa.agent.config_console import ConsoleConfig
 from mediqa.agent.config_dicom import DicomConfig
+from mediqa.agent.config_fleet import FleetConfig, check_fleet
 from mediqa.agent.config_thresholds import ReviewedThresholds, load_reviewed
 from mediqa.backends import BACKEND_NAMES
 from mediqa.errors import ConfigError
@@ -149,6 +150,7 @@ class AgentConfig:
     dicom: DicomConfig = field(default_factory=DicomConfig)  # the DICOM node and SR outputs (agent/config_dicom.py)
     notify: NotifySettings = field(default_factory=NotifySettings)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)  # web console, /healthz, /metrics
+    fleet: FleetConfig = field(default_factory=FleetConfig)  # what the fleet's alerting rules compare (/metrics)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)  # how long an alert is news (agent/config_alerts.py)
     log_level: str = "INFO"
 
@@ -244,6 +246,7 @@ def _check(cfg: AgentConfig) -> None:
             raise ConfigError(f"completion.quiet_period_s.{key} must not be negative")
     _check_thresholds(cfg.thresholds)
     check_alerts(cfg.alerts)
+    check_fleet(cfg.fleet)
 
 
 # The attributes a threshold rule can match: exactly what ``agent/pipeline.py:_attributes`` hands the

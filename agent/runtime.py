@@ -46,7 +46,7 @@ class Runtime:
         self._sinks = list(sinks)
         self.outbox: SrOutbox | None = None
         check_console(config.console)  # a bad listen address or a missing token is a config error, now
-        self.metrics = AgentMetrics(config.console.site, config.console.station)
+        self.metrics = AgentMetrics(config.console.site, config.console.station, fleet=config.fleet)
         self.metrics.backend(scorer.backend)
         provenance = getattr(scorer, "provenance", None)
         if provenance is not None:
@@ -85,7 +85,8 @@ class Runtime:
     def _on_result(self, result: SeriesResult, result_id: int) -> None:
         for sink in self._sinks:
             sink(result, result_id)  # the console line first: the agent shows a result late if this fails
-        self.metrics.scored(result.decision, result.modality, self._latency_s(result.series_uid))
+        self.metrics.scored(result.decision, result.modality, self._latency_s(result.series_uid), score=result.score,
+                            backend=result.backend)
         if result_id:  # 0: shown before it could be stored (the state DB refused writes)
             if self.console is not None:
                 self.console.notify(result_id)
