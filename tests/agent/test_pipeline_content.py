@@ -30,9 +30,9 @@ def _config(tmp_path: Path, scorer: str):
                                          "allow_unevaluated_model": True}})
 
 
-@pytest.fixture(params=["classical", "learned"])
-def scorer_and_config(request, tmp_path) -> Iterator[tuple[Scorer, object]]:
-    cfg = _config(tmp_path, request.param)
+@pytest.fixture(scope="module", params=["classical", "learned"])
+def scorer_and_config(request, tmp_path_factory) -> Iterator[tuple[Scorer, object]]:
+    cfg = _config(tmp_path_factory.mktemp("content"), request.param)  # loaded once per module: the model
     scorer = make_scorer(cfg)
     try:
         yield scorer, cfg

@@ -111,3 +111,22 @@ def test_adc_map_is_skipped_even_when_derived_images_are_scored(tmp_path):
 def test_an_unknown_skip_kind_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="did you mean 'phase'"):
         _config(tmp_path, skip_kinds=["phse"])
+
+
+def test_the_running_agent_reports_a_localizer_as_skipped(tmp_path):
+    """Through the service loop: one result, ``skipped`` with its reason, in results.jsonl (not dropped)."""
+    from test_reliability_support import Clock, agent, jsonl, settle
+
+    export, state, clock = tmp_path / "export", tmp_path / "state", Clock()
+    planes = [AXIAL] * 3 + [SAGITTAL] * 3 + [CORONAL] * 3
+    write_series(export / "loc", _head_mr(9), "MR", description="", orientations=planes,
+                 image_type=("ORIGINAL", "PRIMARY", "OTHER"))
+    results: list = []
+    running = agent(state, export, clock, results)
+    try:
+        settle(running, clock, passes=8, dt=3.0)
+    finally:
+        running.close()
+    assert [r.decision for r in results] == ["skipped"]
+    assert [line["decision"] for line in jsonl(state)] == ["skipped"]
+    assert "multi-plane localizer" in results[0].reasons[0]
