@@ -228,7 +228,7 @@ def _image_type(table: RuleTable, facts: Mapping[str, Any], modality: str) -> tu
         if kernel is None or kernel.value == UNKNOWN:
             return UNKNOWN, "none"
         # No rule on contrast: unknown (a missing Contrast/Bolus module is not "no contrast"); the table's
-        # "unknown" column says which token, if any, a kernel gets then (none by default: unknown).
+        # "unknown" column says which token a kernel gets then (its own; without the column: unknown).
         given = contrast.value if contrast is not None else UNKNOWN
         token = table.ct_image_type.get(kernel.value, {}).get(given, UNKNOWN)
         why = contrast.label if contrast is not None else "contrast unknown"

@@ -51,19 +51,17 @@ def _layout(n: int = 3, **fields: object) -> SeriesLayout:
 
 
 @pytest.mark.parametrize(("fields", "expected"), [
-    ({"modality": "CT", "body_part": "CHEST", "convolution_kernel": ("B70f",)}, ("chest", "unknown")),  # contrast?
+    ({"modality": "CT", "body_part": "CHEST", "convolution_kernel": ("B70f",)}, ("chest", "ct_sharp")),  # contrast?
     ({"modality": "CT", "body_part": "CHEST", "convolution_kernel": ("B70f",), "contrast_agent": "NONE"},
      ("chest", "ct_sharp")),
     ({"modality": "CT", "body_part": "ABDOMEN", "convolution_kernel": ("I30f", "3"), "contrast_agent": "Omnipaque"},
      ("abdomen", "ct_soft_contrast")),
-    ({"modality": "CT", "series_description": "Thorax LUNG 1.0 nativ", "convolution_kernel": ("LUNG",)},
-     ("chest", "unknown")),  # "nativ" is not a word the table knows: contrast unknown
     ({"modality": "CT", "series_description": "Thorax LUNG 1.0 native", "convolution_kernel": ("LUNG",)},
      ("chest", "ct_sharp")),
     ({"modality": "CT", "body_part": "CHEST_ABDOMEN", "convolution_kernel": ("FC13",),
       "protocol_name": "CAP plain"}, ("unknown", "ct_soft")),
-    # A de-identified contrast CT: no Contrast/Bolus module, no words. Not "no contrast": unknown.
-    ({"modality": "CT", "body_part": "ABDOMEN", "convolution_kernel": ("B30f",)}, ("abdomen", "unknown")),
+    # A de-identified contrast CT: no Contrast/Bolus module, no words: contrast unknown, the kernel's token.
+    ({"modality": "CT", "body_part": "ABDOMEN", "convolution_kernel": ("B30f",)}, ("abdomen", "ct_soft")),
     ({"modality": "CT", "body_part": "HEAD", "convolution_kernel": ("XYZ",)}, ("head", "unknown")),
     ({"modality": "CT", "series_description": "CTA neck", "convolution_kernel": ("STANDARD",)},
      ("neck", "ct_soft_contrast")),
@@ -161,20 +159,24 @@ def test_table_mistakes_are_reported(tmp_path: Path, text: str, message: str) ->
 
 
 
-def test_a_site_can_give_unknown_contrast_a_kernel_token(tmp_path: Path) -> None:
-    """Unknown contrast is the unknown token by default; the table's "unknown" column can say otherwise."""
+def test_no_contrast_module_is_unknown_contrast_not_no_contrast(tmp_path: Path) -> None:
+    """Unknown contrast is recorded as such; the token is the kernel's (the table's "unknown" column), which a
+    site can take out to get the unknown token instead."""
     from importlib import resources
 
+    layout = _layout(modality="CT", body_part="HEAD", convolution_kernel=("STD+",))
+    prompt = derive_prompt(layout)
+    assert prompt.values["image_type"] == "ct_soft" and prompt.sources["image_type"].endswith("+ contrast unknown")
+    plain = derive_prompt(_layout(modality="CT", body_part="HEAD", convolution_kernel=("STD+",),
+                                  contrast_agent="NONE"))
+    assert "contrast unknown" not in plain.sources["image_type"]
     packaged = (resources.files("mediqa.agent") / "rules" / "prompt_rules.yaml").read_text(encoding="utf-8")
-    site = packaged.replace('soft: {"no": ct_soft, "yes": ct_soft_contrast}',
-                            'soft: {"no": ct_soft, "yes": ct_soft_contrast, "unknown": ct_soft}')
+    site = packaged.replace(', "unknown": ct_soft}', "}")
     assert site != packaged
     path = tmp_path / "rules.yaml"
     path.write_text(site)
-    layout = _layout(modality="CT", body_part="HEAD", convolution_kernel=("STD+",))
-    assert derive_prompt(layout).values["image_type"] == "unknown"
-    prompt = derive_prompt(layout, rules=load_rules(str(path)))
-    assert prompt.values["image_type"] == "ct_soft" and "contrast unknown" in prompt.sources["image_type"]
+    strict = derive_prompt(layout, rules=load_rules(str(path)))
+    assert strict.values["image_type"] == "unknown" and strict.sources["image_type"] == "none (contrast unknown)"
     bad = tmp_path / "bad.yaml"  # load_rules caches by path
     bad.write_text(packaged.replace('soft: {"no": ct_soft', 'soft: {"maybe": ct_soft'))
     with pytest.raises(ConfigError, match="column 'maybe'"):
