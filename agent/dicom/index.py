@@ -266,8 +266,9 @@ def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_ty
     frames = _frames(ds, n_frames)
     spacing = _physical_floats(ds.get("PixelSpacing"), "PixelSpacing") or _shared_spacing(ds)
     mosaic = describe_mosaic(ds, image_type, rows, columns)
-    if mosaic is None and ("MOSAIC" in image_type or "VFRAME" in image_type) and _announced_tiles(ds) > 1:
-        raise _skip("header_limits", f"{_announced_tiles(ds)} mosaic tiles do not fit a {rows} x {columns} image")
+    announced = _announced_tiles(ds) if mosaic is None and {"MOSAIC", "VFRAME"} & set(image_type) else 0
+    if announced > 1:
+        raise _skip("header_limits", f"{announced} mosaic tiles cannot be cut from a {rows} x {columns} image")
     if mosaic is None and "MOSAIC" in image_type:
         # Scored whole, a mosaic is one image of many slices side by side: its slices must be cut or nothing.
         raise _skip("malformed_header", "a MOSAIC image with no tile count and no AcquisitionMatrix that tiles it")

@@ -151,3 +151,13 @@ def test_uih_vframe_mosaic_is_cut_with_its_own_positions(tmp_path):
     assert layout.slices[0].position == pytest.approx(40.0 - 78.0) and layout.slices[0].tile == 26
     first, last = layout.read_slices([0, 26])
     assert first.shape == (32, 32) and first.max() == 100 + 26 and last.max() == 100
+
+
+@pytest.mark.parametrize("count", [5000, 40_000])
+def test_an_impossible_tile_count_is_a_header_limit(shared_dicom, tmp_path, count):
+    ds = pydicom.dcmread(_first_file(shared_dicom / "dcm_qa_ts/In"))
+    ds[0x0019, 0x100A].value = count
+    ds.save_as(tmp_path / "many.dcm")
+    with pytest.raises(DicomSkip, match=f"{count} mosaic tiles cannot be cut") as info:
+        read_header(tmp_path / "many.dcm")
+    assert info.value.reason == "header_limits"
