@@ -94,6 +94,14 @@ def test_siemens_mosaic_without_counts_is_inferred_from_the_acquisition_matrix(s
     assert np.abs(got - np.asarray(truth.mosaic_positions) @ along).max() < 1e-3
     layout = plan_series([record])
     assert layout.n_slices == 36 and layout.read_slices([17]).shape == (1, 64, 64)
+    # Scored like the same file with its counts: same slices chosen (never the blank tile), same score.
+    from mediqa.agent.config import config_from_dict
+    from mediqa.agent.pipeline import analyse_series
+    from mediqa.agent.scoring.classical import ClassicalScorer
+
+    cfg = config_from_dict({"state_dir": str(tmp_path / "state"), "scoring": {"scorer": "classical"}})
+    old, new = (analyse_series([r], ClassicalScorer(), cfg).result for r in (truth, record))
+    assert new.selection.indices == old.selection.indices and new.score == pytest.approx(old.score)
 
 
 def test_a_mosaic_that_cannot_be_cut_is_a_recorded_skip(shared_dicom, tmp_path):
