@@ -29,6 +29,7 @@ CT_BODY_HU = -500.0
 MR_BODY_FRACTION_OF_P995 = 0.10
 MIN_ANATOMY = 0.02  # of a slice's pixels
 MIN_STRUCTURE = 0.25  # lag-1 autocorrelation
+SAMPLE_ABOVE = 128 * 128  # pixels: larger MR slices estimate their percentile on a 2x2-strided sample
 
 
 @dataclass(frozen=True)
@@ -42,29 +43,36 @@ class Content:
 
 
 def lag1_autocorrelation(image: np.ndarray) -> float:
-    """Mean of the horizontal and vertical lag-1 autocorrelation; 0 for a constant image."""
-    x = np.asarray(image, dtype=np.float64)
+    """Mean of the horizontal and vertical lag-1 autocorrelation; 0 for a constant image.
+
+    Float32 pixels, float64 sums (``vdot``/``einsum``): the check runs on every series' chosen slices, so it
+    makes no float64 copy of them (7 slices of 512 x 512: about 15 ms instead of 50).
+    """
+    x = np.asarray(image, dtype=np.float32)
     if x.ndim != 2 or min(x.shape) < 2:
         return 0.0
-    x = x - x.mean()
-    var = float(np.mean(x * x))
+    x = x - np.float32(x.mean(dtype=np.float64))
+    var = float(np.einsum("ij,ij->", x, x, dtype=np.float64)) / x.size
     if not np.isfinite(var) or var <= 0.0:
         return 0.0
-    horizontal = float(np.mean(x[:, 1:] * x[:, :-1]))
-    vertical = float(np.mean(x[1:, :] * x[:-1, :]))
+    rows, cols = x.shape
+    horizontal = float(np.einsum("ij,ij->", x[:, 1:], x[:, :-1], dtype=np.float64)) / (rows * (cols - 1))
+    vertical = float(np.einsum("ij,ij->", x[1:, :], x[:-1, :], dtype=np.float64)) / ((rows - 1) * cols)
     return (horizontal + vertical) / (2.0 * var)
 
 
 def anatomy_fraction(image: np.ndarray, modality: str) -> float:
-    x = np.asarray(image, dtype=np.float64)
+    x = np.asarray(image, dtype=np.float32)
     if x.size == 0:
         return 0.0
     if modality.upper() == "CT":
-        return float(np.mean(x > CT_BODY_HU))
-    top = float(np.percentile(x, 99.5))
+        return float(np.count_nonzero(x > CT_BODY_HU)) / x.size
+    # The 99.5th percentile of every other row and column: the same threshold within noise, a quarter the cost.
+    sample = x[::2, ::2] if x.ndim == 2 and x.size > SAMPLE_ABOVE else x
+    top = float(np.percentile(sample, 99.5))
     if not np.isfinite(top) or top <= 0.0:
         return 0.0
-    return float(np.mean(x > MR_BODY_FRACTION_OF_P995 * top))
+    return float(np.count_nonzero(x > MR_BODY_FRACTION_OF_P995 * top)) / x.size
 
 
 def check_content(slices: np.ndarray, modality: str) -> Content:
