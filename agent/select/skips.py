@@ -40,10 +40,13 @@ LOCALIZER_TEXT = ("localizer", "localiser", "localizers", "scout", "aahscout", "
                   "3plane", "tri plane", "triplane", "three plane", "3 pl loc", "plane loc", "smartsurvey")
 PHASE_TEXT = ("fieldmap", "field map", "field mapping", "fieldmapping", "b0map", "b0 map", "phase map",
               "phase image", "phase images")
-MAP_TEXT = ("adc", "eadc", "apparent diffusion", "fractional anisotropy", "colfa", "color fa", "colour fa",
-            "cbf", "rcbf", "relcbf", "cerebral blood flow", "cbv", "rcbv", "relcbv", "mtt", "ttp",
-            "perfusion weighted", "t1 map", "t1map", "t2 map", "t2map", "t2star map", "t2 star map", "r2star",
-            "qsm", "mean diffusivity")
+# Map names are read from the series description only: the protocol name is shared by the acquisition and
+# the maps made from it (a protocol "DWI_ADC" names the DWI too).
+MAP_TEXT = ("apparent diffusion", "fractional anisotropy", "colfa", "color fa", "colour fa", "relcbf", "relcbv",
+            "cerebral blood flow", "perfusion weighted", "t1 map", "t1map", "t2 map", "t2map", "t2star map",
+            "t2 star map", "r2star", "mean diffusivity")
+# Short names that a site could also give an acquisition ("DWI ADC"): a map by name only when not typed ORIGINAL.
+MAP_TEXT_SHORT = ("adc", "eadc", "cbf", "rcbf", "cbv", "rcbv", "mtt", "ttp", "qsm")
 # Words that would match "fa" inside ordinary names (a BOLD task called "fa"): FA only as the last word.
 _LAST_WORD_FA = re.compile(r"(^|[^a-z0-9])fa$")
 PHASE_TYPES = {"P", "PHASE", "PHASE MAP", "R", "I", "REAL", "IMAGINARY"}
@@ -102,9 +105,14 @@ def record_skip(record: InstanceRecord, kinds: Sequence[str]) -> Skip | None:
             mapped.remove("PERFUSION")  # DSC perfusion source images are typed PERFUSION too: they are images
         if mapped:
             return Skip("derived_map", f"a derived parametric map (ImageType {mapped[0]})")
-        word = _has_words(text, MAP_TEXT)
-        if word or _LAST_WORD_FA.search(record.series_description.lower().strip()):
-            return Skip("derived_map", f"a derived parametric map (named {word or 'FA'!r})")
+        description = record.series_description
+        word = _has_words(description, MAP_TEXT)
+        if not word and record.image_type[:1] != ("ORIGINAL",):
+            word = _has_words(description, MAP_TEXT_SHORT)
+            if not word and _LAST_WORD_FA.search(description.lower().strip()):
+                word = "fa"
+        if word:
+            return Skip("derived_map", f"a derived parametric map (named {word!r})")
     return None
 
 

@@ -39,6 +39,9 @@ def _record(i: int = 0, orientation=AXIAL, **fields: object) -> InstanceRecord:
     ({"image_type": ("DERIVED", "PRIMARY", "ASL", "RELCBF")}, "derived_map"),
     ({"series_description": "Cerebral Blood Flow"}, "derived_map"),  # GE 3D ASL map
     ({"series_description": "ep2d_diff_mddw_20_p2_FA"}, "derived_map"),
+    ({"series_description": "ep2d_diff_3scan_trace_p2_ADC", "image_type": ("DERIVED", "PRIMARY", "DIFFUSION")},
+     "derived_map"),
+    ({"series_description": "QSM", "image_type": ("DERIVED", "PRIMARY", "OTHER")}, "derived_map"),
     ({"series_description": "ep2d_diff_mddw_20_p2_ColFA"}, "derived_map"),
     ({"series_description": "DTI_TENSOR", "image_type": ("DERIVED", "PRIMARY", "DIFFUSION", "TENSOR")},
      "derived_map"),
@@ -58,6 +61,11 @@ def test_not_for_scoring(fields, kind):
     {"series_description": "ep2d_perf", "image_type": ("ORIGINAL", "PRIMARY", "M", "ND")},
     {"series_description": "t1_mprage_sag_p2_iso"},
     {"series_description": "pcasl_3d_source", "image_type": ("ORIGINAL", "PRIMARY", "ASL")},  # ASL source
+    # The protocol is shared by an acquisition and its maps; a short map name on an ORIGINAL image is not enough.
+    {"series_description": "DWI b1000", "protocol_name": "DWI_ADC",
+     "image_type": ("ORIGINAL", "PRIMARY", "DIFFUSION", "NONE")},
+    {"series_description": "DWI ADC", "image_type": ("ORIGINAL", "PRIMARY", "DIFFUSION", "NONE")},
+    {"series_description": "ep2d_diff_FA", "image_type": ("ORIGINAL", "PRIMARY", "DIFFUSION", "NONE")},
 ])
 def test_images_to_score(fields):
     assert record_skip(_record(**fields), SKIP_KINDS) is None
