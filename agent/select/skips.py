@@ -71,7 +71,9 @@ def _words(text: str) -> str:
 
 
 def _text(record: InstanceRecord) -> str:
-    return f"{record.series_description} {record.protocol_name}"
+    """The series' own name. The protocol name only stands in when there is none: GE writes the whole exam's
+    protocol there ("Brain Advanced Sequences"), shared by every series of the exam."""
+    return record.series_description or record.protocol_name
 
 
 def _has_words(text: str, phrases: Iterable[str]) -> str | None:

@@ -65,6 +65,8 @@ def test_not_for_scoring(fields, kind):
     {"series_description": "DWI b1000", "protocol_name": "DWI_ADC",
      "image_type": ("ORIGINAL", "PRIMARY", "DIFFUSION", "NONE")},
     {"series_description": "DWI ADC", "image_type": ("ORIGINAL", "PRIMARY", "DIFFUSION", "NONE")},
+    # GE's ProtocolName is the exam's: it names every series, so it never makes one a localizer or a field map.
+    {"series_description": "Ax T2 FSE", "protocol_name": "BRAIN SURVEY + FIELDMAP", "manufacturer": "GE"},
     {"series_description": "ep2d_diff_FA", "image_type": ("ORIGINAL", "PRIMARY", "DIFFUSION", "NONE")},
 ])
 def test_images_to_score(fields):
