@@ -100,6 +100,9 @@ def _layout(n: int = 3, **fields: object) -> SeriesLayout:
     ({"series_description": "REST1_PA"}, ("head", "EPI")),
     ({"series_description": "RESTING STATE"}, ("head", "EPI")),
     ({"series_description": "t1_restore_tra"}, ("unknown", "T1")),  # "rest" inside a word is not rest
+    # GE's ProtocolName is the exam's: "REST" or "ASL" there says nothing about this series.
+    ({"series_description": "Sag 3D T1 BRAVO", "protocol_name": "Brain REST + ASL", "manufacturer": "GE"},
+     ("head", "T1")),
     # Enhanced MR: the weighting as ImageType value 3 (Philips ORIGINAL\PRIMARY\T1\NONE), no words.
     ({"image_type": ("ORIGINAL", "PRIMARY", "T1", "NONE"), "body_part": "HEAD"}, ("head", "T1")),
     ({"image_type": ("ORIGINAL", "PRIMARY", "T2", "NONE")}, ("unknown", "T2")),
