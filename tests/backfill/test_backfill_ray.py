@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -57,6 +58,7 @@ def ray_address() -> Iterator[str]:
                     os.kill(pid, sig)
             time.sleep(2)
         assert _cluster_pids(temp_dir) == [], "a Ray process outlived the test"
+        shutil.rmtree(temp_dir, ignore_errors=True)  # the session's logs and sockets
 
 
 def _actors(temp_dir_pids: list[int]) -> list[int]:
