@@ -325,6 +325,7 @@ def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_ty
         repetition_time=_float(tr),
         inversion_time=_float(ti),
         diffusion_b_value=_float(ds.get("DiffusionBValue")) if "DiffusionBValue" in ds else _ge_b_value(ds),
+        complex_component=_complex_component(ds, shared, first_frame),
         convolution_kernel=_texts(ds.get("ConvolutionKernel")),
         contrast_agent=str(ds.get("ContrastBolusAgent", "") or ""),
         phase_encode_direction={"COLUMN": "COL"}.get(str(phase or "").upper(), str(phase or "").upper()),
@@ -536,6 +537,27 @@ def _ge_b_value(ds: Dataset) -> float | None:
     if b is not None and b >= _GE_B_OFFSET:
         b -= _GE_B_OFFSET
     return b if b is not None and 0.0 <= b <= 100_000.0 else None
+
+
+GE_COMPLEX = Tag(0x0043, 0x102F)  # GEMS_PARM_01 image type: 0 magnitude, 1 phase, 2 real, 3 imaginary
+_GE_COMPLEX_NAMES = {0: "MAGNITUDE", 1: "PHASE", 2: "REAL", 3: "IMAGINARY"}
+
+
+def _complex_component(ds: Dataset, shared: Dataset | None, first_frame: Dataset | None) -> str:
+    """Magnitude or phase: ComplexImageComponent (enhanced MR: in the frame type), else GE's private image type.
+
+    GE types its phase images ORIGINAL\\PRIMARY\\OTHER like magnitude ones: only this tag tells them apart.
+    """
+    value = ds.get("ComplexImageComponent") or _item_attr(first_frame, "MRImageFrameTypeSequence",
+                                                          "ComplexImageComponent") or _item_attr(
+        shared, "MRImageFrameTypeSequence", "ComplexImageComponent")
+    if value:
+        return str(value).upper()
+    if "GE" in str(ds.get("Manufacturer", "")).upper() and GE_COMPLEX in ds:
+        creator = ds.get((0x0043, 0x0010))
+        if creator is not None and str(creator.value).strip() == "GEMS_PARM_01":
+            return _GE_COMPLEX_NAMES.get(_int(ds[GE_COMPLEX].value) or 0, "")
+    return ""
 
 
 def _announced_tiles(ds: Dataset) -> int:

@@ -99,6 +99,7 @@ class InstanceRecord:
     mosaic_tiles: int | None = None  # Siemens MOSAIC / UIH VFRAME: slices tiled into one image
     mosaic_grid: tuple[int, int] | None = None  # (rows, columns) of tiles; None: square (agent/dicom/mosaic.py)
     mosaic_positions: tuple[tuple[float, float, float], ...] = ()  # each tile's top-left voxel, patient mm
+    complex_component: str = ""  # MAGNITUDE, PHASE, REAL, IMAGINARY (ComplexImageComponent, GE 0043,102F)
     # Attributes the prompt rules read (issue: salient slices and prompts).
     mr_acquisition_type: str = ""
     scanning_sequence: tuple[str, ...] = ()

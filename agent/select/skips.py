@@ -82,7 +82,10 @@ def _has_words(text: str, phrases: Iterable[str]) -> str | None:
 
 
 def is_phase_image(record: InstanceRecord) -> bool:
-    """ImageType says phase, real or imaginary (value 3 on Siemens/GE, Philips P_/R_/I_ prefixes)."""
+    """Phase, real or imaginary: ImageType (value 3 on Siemens, Philips P_/R_/I_ prefixes), or the complex
+    component the header codes (ComplexImageComponent; GE's private image type, its only phase marker)."""
+    if record.complex_component in ("PHASE", "REAL", "IMAGINARY"):
+        return True
     values = record.image_type[2:]
     return any(v in PHASE_TYPES or v.startswith(("P_", "R_", "I_", "PHASE")) for v in values)
 

@@ -32,7 +32,7 @@ def _full_record() -> InstanceRecord:
         protocol_name="DWI", body_part="BRAIN", study_description="Head", instance_number=12, acquisition_number=1,
         rows=384, columns=384, number_of_frames=2, pixel_spacing=(1.1, 1.2), slice_thickness=4.5, frames=frames,
         images_in_acquisition=30, number_of_temporal_positions=3, mosaic_tiles=36, mosaic_grid=(6, 7),
-        mosaic_positions=((-1.0, 2.0, 3.5), (-1.0, 2.0, 7.1)), mr_acquisition_type="2D",
+        mosaic_positions=((-1.0, 2.0, 3.5), (-1.0, 2.0, 7.1)), complex_component="MAGNITUDE", mr_acquisition_type="2D",
         scanning_sequence=("EP",), sequence_variant=("SK", "SP"), sequence_name="*ep_b1000t", echo_time=89.0,
         repetition_time=5200.0, inversion_time=2100.0, diffusion_b_value=1000.0, convolution_kernel=("FC43", "B"),
         contrast_agent="Gd", phase_encode_direction="COL", field_strength=3.0, kvp=120.0, exposure_mas=250.0,

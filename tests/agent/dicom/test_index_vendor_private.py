@@ -44,3 +44,18 @@ def test_private_b_value_is_read_only_for_ge(shared_dicom, tmp_path):
 def test_standard_b_value_wins(shared_dicom):
     src = sorted((shared_dicom / "dcm_qa_ge/In/01_Ax_DWI_TENSOR_R2").iterdir())[2]
     assert read_header(src).diffusion_b_value == 1000.0
+
+
+@pytest.mark.parametrize(("code", "expected"), [(0, "MAGNITUDE"), (1, "PHASE"), (2, "REAL"), (3, "IMAGINARY")])
+def test_ge_private_image_type_says_phase(shared_dicom, tmp_path, code, expected):
+    """GE types phase images ORIGINAL\\PRIMARY\\OTHER like magnitude ones: 0043,102F tells them apart."""
+    src = sorted((shared_dicom / "dcm_qa_ge/In/01_Ax_DWI_TENSOR_R2").iterdir())[0]
+    ds = pydicom.dcmread(src)
+    ds[0x0043, 0x102F].value = code
+    ds.save_as(tmp_path / "ge.dcm")
+    assert read_header(tmp_path / "ge.dcm").complex_component == expected
+
+
+def test_enhanced_mr_complex_component_is_read(shared_dicom):
+    (t1,) = sorted((shared_dicom / "dcm_qa_xa30/In/5_anat-T1w_acq-tfl").iterdir())[:1]
+    assert read_header(t1).complex_component == "MAGNITUDE"

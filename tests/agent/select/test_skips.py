@@ -32,6 +32,8 @@ def _record(i: int = 0, orientation=AXIAL, **fields: object) -> InstanceRecord:
     ({"image_type": ("ORIGINAL", "PRIMARY", "PHASE MAP", "P", "FFE")}, "phase"),  # Philips
     ({"image_type": ("ORIGINAL", "PRIMARY", "P_FFE", "P", "FFE")}, "phase"),
     ({"series_description": "gre_field_mapping"}, "phase"),
+    ({"manufacturer": "GE MEDICAL SYSTEMS", "image_type": ("ORIGINAL", "PRIMARY", "OTHER"),
+      "complex_component": "PHASE"}, "phase"),  # GE: only its private image type says phase
     ({"series_description": "fieldmap_run-1"}, "phase"),
     ({"image_type": ("DERIVED", "PRIMARY", "DIFFUSION", "ADC", "ND")}, "derived_map"),
     ({"image_type": ("ORIGINAL", "PRIMARY", "ADC")}, "derived_map"),  # typed ORIGINAL all the same
