@@ -68,12 +68,13 @@ def run_backfill(tree: Path, results: ResultsDir, config: AgentConfig, executor:
         rows.extend(batch)
     rows.sort(key=lambda r: order[r["path"]])  # the walk order, whatever order the chunks came back in
     found = group_series(rows)
+    del rows  # the grouped JSON is all the driver keeps
+    order.clear()
     report.discovery, report.files, report.files_skipped = found, found.files, len(found.skipped)
     results.write_skips(found.skipped)
     digest, sha = config_digest(config), model_sha256(config)
     done = results.done_keys()
-    tasks = [SeriesTask(uid, tuple(recs)).to_row() for uid, recs in found.series.items()
-             if (uid, sha, digest) not in done]
+    tasks = [found.task_row(uid) for uid in found.series if (uid, sha, digest) not in done]
     report.series, report.already_done = len(found.series), len(found.series) - len(tasks)
     report.scan_s = time.perf_counter() - started
     if on_total:

@@ -3,7 +3,8 @@
 ``read_headers`` is the one batch function both executors map over chunks of paths; it never raises
 (a bad file is a ``DicomSkip`` reason in its row). ``group_series`` keeps the walk order within each series,
 as ``agent.dicom.index.scan_tree`` does, so a series is planned from the same records as ``mediqa score``.
-Records travel as JSON (``record_to_json``): plain data between processes, never pickles of our classes.
+Records travel as JSON (``record_to_json``): plain data between processes, never pickles of our classes,
+and compact while the driver holds them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from mediqa.agent.config import AgentConfig
 from mediqa.agent.dicom.index import read_header
-from mediqa.agent.dicom.records import InstanceRecord, record_from_dict, record_from_json, record_to_json
+from mediqa.agent.dicom.records import InstanceRecord, record_from_dict, record_to_json
 from mediqa.agent.report.privacy import clean_text, file_key
 from mediqa.agent.watch.walk import walk_files
 from mediqa.errors import DicomSkip
@@ -61,19 +62,15 @@ def station_name(path: str) -> str:
 
 @dataclass(frozen=True)
 class SeriesTask:
-    """One series to score: its records in walk order and the station that made it."""
+    """One series to score: its records in walk order and the station that made it (read by the worker)."""
 
     series_uid: str
     records: tuple[InstanceRecord, ...]
     station: str = ""
 
-    def to_row(self) -> dict[str, str]:
-        """Plain strings, what crosses into a worker (Ray Data or a pool process)."""
-        return {"series_uid": self.series_uid, "station": self.station,
-                "records": "[" + ",".join(record_to_json(r) for r in self.records) + "]"}
-
     @staticmethod
     def from_row(row: Mapping[str, Any]) -> SeriesTask:
+        """From what crosses into a worker: plain strings, the records as one JSON array (``Discovery``)."""
         import json
 
         records = tuple(record_from_dict(item) for item in json.loads(str(row["records"])))
@@ -82,22 +79,33 @@ class SeriesTask:
 
 @dataclass
 class Discovery:
-    """What the scan found: series (in first-seen order) and the files it skipped, by pseudonymous key."""
+    """What the scan found: each series' records as one JSON array, in first-seen order (the driver holds
+    every series between the scan and the scoring: one compact string each, parsed only by the worker, or
+    for the summary's few contact sheets), and the files it skipped, by pseudonymous key."""
 
-    series: dict[str, list[InstanceRecord]] = field(default_factory=dict)
+    series: dict[str, str] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)  # file_key, series_uid, reason
     files: int = 0
+
+    def task_row(self, series_uid: str) -> dict[str, str]:
+        return {"series_uid": series_uid, "station": "", "records": self.series[series_uid]}
+
+    def records(self, series_uid: str) -> list[InstanceRecord] | None:
+        text = self.series.get(series_uid)
+        return list(SeriesTask.from_row(self.task_row(series_uid)).records) if text else None
 
 
 def group_series(rows: Sequence[HeaderRow]) -> Discovery:
     """Group header rows (in walk order) by SeriesInstanceUID, as ``scan_tree`` does."""
     found = Discovery(files=len(rows))
+    grouped: dict[str, list[str]] = {}
     for row in rows:
         if row["skip"]:
             found.skipped.append({"file_key": file_key(row["path"]), "series_uid": row["series_uid"],
                                   "reason": row["skip"]})
             continue
-        found.series.setdefault(row["series_uid"], []).append(record_from_json(row["record"]))
+        grouped.setdefault(row["series_uid"], []).append(row["record"])
+    found.series = {uid: "[" + ",".join(texts) + "]" for uid, texts in grouped.items()}
     return found
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 WORST_SHOWN = 8
 
 
-def write_summary(results: ResultsDir, sha: str, digest: str, series: Mapping[str, Sequence[InstanceRecord]],
-                  *, throughput: str = "") -> Path:
+def write_summary(results: ResultsDir, sha: str, digest: str,
+                  records_of: Callable[[str], Sequence[InstanceRecord] | None], *, throughput: str = "") -> Path:
     """Write summary.md (and plots/, sheets/) under the results' folder; returns the Markdown file."""
     rows = [r for r in results.table().to_pylist() if r["model_sha256"] == sha and r["config_digest"] == digest]
     out = results.out
@@ -39,7 +39,7 @@ def write_summary(results: ResultsDir, sha: str, digest: str, series: Mapping[st
     plot = _plot_scores(rows, out / "plots" / "scores.png")
     if plot:
         lines += [f"![score distribution]({plot.relative_to(out)})", ""]
-    lines += _worst(rows, series, out / "sheets", out)
+    lines += _worst(rows, records_of, out / "sheets", out)
     path = out / "summary.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -119,8 +119,8 @@ def _plot_scores(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
     return path
 
 
-def _worst(rows: Sequence[Mapping[str, Any]], series: Mapping[str, Sequence[InstanceRecord]], sheets: Path,
-           out: Path) -> list[str]:
+def _worst(rows: Sequence[Mapping[str, Any]], records_of: Callable[[str], Sequence[InstanceRecord] | None],
+           sheets: Path, out: Path) -> list[str]:
     from mediqa.agent.dicom.volume import plan_series
     from mediqa.agent.report.thumbnails import contact_sheet
     from mediqa.agent.scoring.base import SeriesResult
@@ -130,7 +130,7 @@ def _worst(rows: Sequence[Mapping[str, Any]], series: Mapping[str, Sequence[Inst
              "|---|---|---|---|---|---|---|"]
     for r in scored:
         sheet = "-"
-        records = series.get(r["series_uid"])
+        records = records_of(r["series_uid"])  # None: a series of an earlier run, gone from the tree
         if records:
             try:
                 result = SeriesResult.from_json(json.loads(r["result_json"]))

@@ -109,6 +109,6 @@ def _run(args: argparse.Namespace, config: AgentConfig, out: Path, workers: int,
     if report.series == 0:
         raise MediqaError(f"no scorable CT/MR series under {args.tree}", "is this a DICOM folder?")
     if not args.no_summary and report.discovery is not None:
-        path = write_summary(results, model_sha256(config), digest, report.discovery.series, throughput=throughput)
+        path = write_summary(results, model_sha256(config), digest, report.discovery.records, throughput=throughput)
         print(f"summary: {path}")
     return 0
