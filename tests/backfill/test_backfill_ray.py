@@ -89,3 +89,24 @@ def test_ray_backfill_equals_score_survives_a_killed_actor_and_resumes(archive: 
     assert f"{N_SERIES} already done" in again.stdout
     assert parts(out) == before
     assert (out / "summary.md").is_file()
+
+
+def _local_raylets() -> list[int]:
+    """raylet processes of instances started without our temp dir (``--ray local`` uses Ray's default)."""
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and "raylet" in cmdline(int(p))
+            and "mqray-" not in cmdline(int(p))]
+
+
+def test_ray_local_starts_an_instance_on_loopback_scores_and_stops_it(tmp_path: Path):
+    from backfill_support import make_archive, score_json
+
+    assert _local_raylets() == [], "another local Ray instance is running"
+    archive = make_archive(tmp_path / "archive", 4, slices=4)
+    reference = score_json(archive)
+    out = tmp_path / "bf"
+    done = mediqa("backfill", str(archive), "--out", str(out), "--ray", "local", "--workers", "1", "--no-summary",
+                  env={"RAY_USAGE_STATS_ENABLED": "0"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "a local Ray instance, 1 actor(s)" in done.stderr
+    assert_same_as_score(rows(out), reference)
+    assert _local_raylets() == [], "--ray local left its instance running"
