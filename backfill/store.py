@@ -9,12 +9,13 @@ digest) is in a part. Skipped files go to ``<out>/skipped_files.parquet`` by pse
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,28 @@ class ResultsDir:
         os.replace(tmp, final)
         self._written += 1
         return final
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """One run per results folder at a time (two would both score what neither had written yet)."""
+        from mediqa.errors import MediqaError
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / ".backfill.lock", "a+b") as fh:
+            try:
+                import fcntl
+            except ImportError:  # Windows: no advisory lock; one run at a time is then the user's to keep
+                yield
+                return
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise MediqaError(f"another mediqa backfill is writing to {self.out}",
+                                  "wait for it to finish, or give this run another --out") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def part_files(self) -> list[Path]:
         return sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []

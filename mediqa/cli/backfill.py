@@ -24,6 +24,7 @@ examples:
 """
 if TYPE_CHECKING:
     from mediqa.agent.config import AgentConfig
+    from mediqa.backfill.store import ResultsDir
 
 INSTALL = "pip install 'mediqa-edge[scale]'"
 
@@ -71,15 +72,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, config: AgentConfig, out: Path, workers: int, threads: int) -> int:
+    from mediqa.backfill.store import ResultsDir
+
+    results = ResultsDir(out)
+    with results.lock():  # before Ray starts: a second run on this folder stops here, in one line
+        return _backfill(args, config, results, workers, threads)
+
+
+def _backfill(args: argparse.Namespace, config: AgentConfig, results: ResultsDir, workers: int, threads: int) -> int:
     from tqdm import tqdm
 
     from mediqa.backfill.keys import config_blob, config_digest, model_sha256
     from mediqa.backfill.run import Executor, run_backfill
-    from mediqa.backfill.store import ResultsDir
     from mediqa.backfill.summary import write_summary
     from mediqa.errors import MediqaError
 
-    results = ResultsDir(out)
+    out = results.out
     digest, plain = config_digest(config), config_blob(config)
     executor: Executor
     if args.ray:

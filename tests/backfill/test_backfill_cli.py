@@ -73,3 +73,16 @@ def test_out_inside_the_archive_is_refused(tree: Path):
     done = _run_without(set(), "backfill", str(tree), "--out", str(tree / "results"))
     assert done.returncode == 1 and "is inside" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tree / "results").exists()
+
+
+def test_a_second_run_on_the_same_out_is_refused_in_one_line(tree: Path, tmp_path: Path):
+    from mediqa.backfill.store import ResultsDir
+
+    out = tmp_path / "out"
+    with ResultsDir(out).lock():  # a run in progress
+        done = _run_without(set(), "backfill", str(tree), "--out", str(out))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"mediqa backfill: error: another mediqa backfill is writing to {out.resolve()} "
+        "(wait for it to finish, or give this run another --out)"]
+    assert not (out / "results").exists()
