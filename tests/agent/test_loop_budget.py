@@ -9,6 +9,7 @@ completion decodes a bounded number of slices however long the series.
 from __future__ import annotations
 
 import pydicom
+import pytest
 from test_reliability_support import Clock, agent, copy, make_series, series_uid
 
 import mediqa.agent.loop.intake as intake
@@ -40,6 +41,7 @@ def test_a_pass_indexes_at_most_n_files_and_scores_a_due_series_before_the_backl
     assert sorted(r.n_instances for r in results) == [5, 30]
 
 
+@pytest.mark.slow
 def test_the_first_walk_is_sliced_and_nothing_is_due_before_it_ends(tmp_path, monkeypatch):
     monkeypatch.setattr(intake, "WALK_MIN_FILES", 1)
     monkeypatch.setattr(intake, "WALK_SLICE_S", 0.0)

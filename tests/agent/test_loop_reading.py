@@ -15,6 +15,7 @@ import mediqa.agent.loop.intake as intake
 @pytest.fixture
 def small_batches_go_to_workers(monkeypatch):
     monkeypatch.setattr(intake, "POOL_MIN_READY", 8)
+    monkeypatch.setattr(intake, "POOL_WARM_MIN", 8)
 
 
 def _warm(a) -> list[int]:
@@ -24,8 +25,8 @@ def _warm(a) -> list[int]:
         assert time.monotonic() < deadline, "the workers did not start"
         time.sleep(0.05)
     batches: list[int] = []
-    real = a._pool.read
-    a._pool.read = lambda jobs, ingest: batches.append(len(jobs)) or real(jobs, ingest)
+    real = a._pool.submit
+    a._pool.submit = lambda ready, ingest: batches.append(len(ready)) or real(ready, ingest)
     return batches
 
 
@@ -34,6 +35,7 @@ def _indexed(a) -> dict[str, tuple]:
     return {bytes(p).decode(): (status, reason, crc) for p, status, reason, crc in rows}
 
 
+@pytest.mark.slow
 def test_workers_read_a_big_batch_as_the_loop_would(tmp_path, small_batches_go_to_workers, monkeypatch):
     export, clock = tmp_path / "export", Clock()
     copy(make_series(tmp_path, "a", 9, seed=1), export / "a")
@@ -62,6 +64,7 @@ def test_workers_read_a_big_batch_as_the_loop_would(tmp_path, small_batches_go_t
     assert pooled.skipped == local.skipped and set(pooled.skipped.values()) == {"not_dicom"}
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_makes_the_batch_read_in_the_loop(tmp_path, small_batches_go_to_workers, caplog):
     export, clock = tmp_path / "export", Clock()
     copy(make_series(tmp_path, "a", 9, seed=1), export / "a")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from test_reliability_support import Clock, agent, config, copy, make_series, settle
 
 import mediqa.agent.service as service
@@ -44,6 +45,7 @@ def test_on_pass_is_called_once_per_pass(tmp_path):
     assert len(pings) == 5
 
 
+@pytest.mark.slow
 def test_on_pass_is_called_every_few_seconds_of_a_long_walk(tmp_path):
     export, state = tmp_path / "export", tmp_path / "state"
     for i in range(3):
@@ -89,6 +91,7 @@ def test_stats_can_be_read_from_another_thread_while_the_loop_runs(tmp_path):
     assert snaps[-1].passes >= snaps[0].passes
 
 
+@pytest.mark.slow
 def test_memory_is_given_back_once_when_the_loop_goes_idle_after_a_backlog(tmp_path, monkeypatch):
     monkeypatch.setattr(service, "RELEASE_AFTER_FILES", 6)
     released: list[bool] = []

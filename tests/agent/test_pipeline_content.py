@@ -45,6 +45,7 @@ def _analyse(folder: Path, scorer: Scorer, cfg):
     return analyse_series(records, scorer, cfg).result
 
 
+@pytest.mark.slow
 def test_air_only_ct_is_unscored_no_anatomy(tmp_path, scorer_and_config):
     scorer, cfg = scorer_and_config
     write_series(tmp_path / "air", np.full((10, 128, 128), -1000.0), "CT", description="empty table")
@@ -53,6 +54,7 @@ def test_air_only_ct_is_unscored_no_anatomy(tmp_path, scorer_and_config):
     assert result.reasons[0].startswith("no anatomy found"), result.reasons
 
 
+@pytest.mark.slow
 def test_noise_in_the_air_range_ct_is_never_ok(tmp_path, scorer_and_config):
     """Pixels noise around air (the issue's 3.90-3.99 "ok"): no body at all."""
     scorer, cfg = scorer_and_config
@@ -63,6 +65,7 @@ def test_noise_in_the_air_range_ct_is_never_ok(tmp_path, scorer_and_config):
     assert result.reasons[0].startswith("no anatomy found"), result.reasons
 
 
+@pytest.mark.slow
 def test_wide_noise_ct_is_a_retake_pure_noise(tmp_path, scorer_and_config):
     """Noise spread over the body range (half the pixels above -500 HU): something there, but no image."""
     scorer, cfg = scorer_and_config
@@ -72,6 +75,7 @@ def test_wide_noise_ct_is_a_retake_pure_noise(tmp_path, scorer_and_config):
     assert result.reasons[0].startswith("no image content: pure noise"), result.reasons
 
 
+@pytest.mark.slow
 def test_noise_only_epi_is_a_retake_pure_noise(tmp_path, scorer_and_config):
     scorer, cfg = scorer_and_config
     write_series(tmp_path / "epi", rician_noise(12), "MR", description="ep2d_bold_rest",
@@ -84,6 +88,7 @@ def test_noise_only_epi_is_a_retake_pure_noise(tmp_path, scorer_and_config):
     assert "content_structure" in result.measures
 
 
+@pytest.mark.slow
 def test_a_body_with_content_is_scored_as_before(tmp_path, scorer_and_config):
     """The check only speaks when there is nothing to assess: a phantom head is scored by the scorer."""
     scorer, cfg = scorer_and_config

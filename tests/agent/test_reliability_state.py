@@ -92,6 +92,7 @@ def _scored_twice(tmp_path: Path, shown: list):
     return export, state, clock, a
 
 
+@pytest.mark.slow
 def test_a_corrupt_database_is_moved_aside_and_rebuilt_without_alerting_old_series_again(tmp_path):
     shown: list = []
     export, state, clock, first = _scored_twice(tmp_path, shown)
@@ -119,6 +120,7 @@ def test_a_corrupt_database_is_moved_aside_and_rebuilt_without_alerting_old_seri
     assert len(set(ids)) == 3  # result ids did not start again at 1
 
 
+@pytest.mark.slow
 def test_a_database_corrupted_while_running_is_rebuilt(tmp_path):
     shown: list = []
     export, state, clock, a = _scored_twice(tmp_path, shown)
@@ -138,6 +140,7 @@ def test_a_database_corrupted_while_running_is_rebuilt(tmp_path):
     assert len(a.store.live()) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alerts_first", [False, True], ids=["agent", "alerts-first"])
 def test_a_lost_database_is_seeded_from_results_jsonl(tmp_path, alerts_first, capsys):
     from mediqa.cli.main import main

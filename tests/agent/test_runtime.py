@@ -7,6 +7,8 @@ import json
 import threading
 import time
 
+import pytest
+
 from mediqa.agent.config import config_from_dict
 from mediqa.agent.runtime import Runtime
 from mediqa.agent.samples import write_phantom_ct
@@ -47,6 +49,7 @@ def _run_once(tmp_path, port: int) -> list:
     return list(_Receiver.posts)
 
 
+@pytest.mark.slow
 def test_one_notification_per_retake_across_a_restart(tmp_path):
     write_phantom_ct(tmp_path / "export" / "clean", noise_hu=4.0, seed=0, slices=6, size=96)
     write_phantom_ct(tmp_path / "export" / "noisy", noise_hu=60.0, seed=1, slices=6, size=96)

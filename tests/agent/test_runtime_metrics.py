@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mediqa.agent.config import config_from_dict
@@ -32,6 +33,7 @@ def _samples(url: str) -> dict[str, float]:
     return out
 
 
+@pytest.mark.slow
 def test_metrics_and_health_follow_the_loop(tmp_path):
     write_phantom_ct(tmp_path / "export" / "noisy", noise_hu=60.0, seed=1, slices=6, size=96)
     (tmp_path / "export" / "junk.txt").write_text("not dicom")

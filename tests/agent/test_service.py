@@ -40,6 +40,7 @@ class Clock:
         return self.now
 
 
+@pytest.mark.slow
 def test_replay_then_scan_scores_every_series_once(tmp_path, shared_dicom):
     export = tmp_path / "export"
     for i, rel in enumerate(SERIES):
@@ -66,6 +67,7 @@ def test_replay_then_scan_scores_every_series_once(tmp_path, shared_dicom):
     assert len(lines) == 2 and len({json.loads(x)["series_uid"] for x in lines}) == 2
 
 
+@pytest.mark.slow
 def test_restart_neither_loses_nor_duplicates(tmp_path, shared_dicom):
     export = tmp_path / "export"
     replay(shared_dicom / SERIES[0], export / "a", rate=0)
@@ -88,6 +90,7 @@ def test_restart_neither_loses_nor_duplicates(tmp_path, shared_dicom):
     assert len((tmp_path / "state" / "results.jsonl").read_text().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_late_instance_supersedes_result(tmp_path, shared_dicom):
     export = tmp_path / "export"
     src = shared_dicom / SERIES[0]
@@ -152,6 +155,7 @@ def test_state_dir_inside_export_folder_is_refused(tmp_path):
         Agent(_config(tmp_path / "export" / "state"), ClassicalScorer(), tmp_path / "export")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["native", "polling"])
 def test_watch_mode_sees_replayed_series(tmp_path, shared_dicom, mode):
     export = tmp_path / "export"
@@ -174,6 +178,7 @@ def test_watch_mode_sees_replayed_series(tmp_path, shared_dicom, mode):
     assert len(results) == 1 and results[0].n_instances == 28
 
 
+@pytest.mark.slow
 def test_logs_and_console_carry_no_patient_identifiers(tmp_path, shared_dicom, caplog, capsys):
     import logging
 
@@ -202,6 +207,7 @@ def test_logs_and_console_carry_no_patient_identifiers(tmp_path, shared_dicom, c
         assert secret not in text
 
 
+@pytest.mark.slow
 def test_alerts_listed_acknowledged_and_reminded_after_restart(tmp_path, shared_dicom, capsys):
     import io
 

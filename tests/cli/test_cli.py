@@ -18,6 +18,7 @@ def test_help_lists_commands(capsys):
         assert command in out
 
 
+@pytest.mark.slow
 def test_running_agent_never_imports_torch():
     code = (
         "import sys\n"
@@ -37,6 +38,7 @@ def test_user_error_is_one_line_exit_1(capsys, tmp_path):
     assert err.startswith("mediqa score: error:") and err.count("\n") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,scorer", [([], "learned"), (["--scorer", "classical"], "classical")])
 def test_demo_scores_every_sample_and_flags_the_noisy_one(capsys, shared_dicom, args, scorer):
     assert main(["demo", *args]) == 0  # no --scorer: the default, the embedded learned model

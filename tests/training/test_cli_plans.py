@@ -57,6 +57,7 @@ def test_train_prints_config_data_set_and_estimate_before_starting(
     assert "estimate" in plan and "min" in plan and "MODEL_CARD" in plan
 
 
+@pytest.mark.slow
 def test_data_build_prints_config_output_and_estimate_before_starting(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import mediqa.training.datagen.builder as builder

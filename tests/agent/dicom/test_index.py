@@ -20,6 +20,7 @@ def _by_folder(series):
     return out
 
 
+@pytest.mark.slow
 def test_groups_real_ct_series_and_skips_non_images(shared_dicom):
     skipped: dict[str, str] = {}
     series = scan_tree(shared_dicom / "dcm_qa_ct", skipped=skipped)
@@ -30,6 +31,7 @@ def test_groups_real_ct_series_and_skips_non_images(shared_dicom):
     assert all(r.modality == "CT" for recs in series.values() for r in recs)
 
 
+@pytest.mark.slow
 def test_extensionless_nested_and_enhanced_multiframe(shared_dicom):
     series = scan_tree(shared_dicom / "dcm_qa_xa30")
     frames = sorted((len(r), r[0].number_of_frames) for r in series.values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 
 from mediqa.agent.dicom.index import scan_tree
 from mediqa.agent.dicom.volume import plan_series
@@ -38,6 +39,7 @@ def test_order_independent_of_arrival_order(shared_dicom):
     assert a.slice_spacing == 5.0 and not a.uneven_spacing
 
 
+@pytest.mark.slow
 def test_enhanced_multiframe_gives_one_slice_per_frame(shared_dicom):
     series = scan_tree(shared_dicom / "dcm_qa_xa30/In/5_anat-T1w_acq-tfl")
     layout = plan_series(next(iter(series.values())))
@@ -48,6 +50,7 @@ def test_enhanced_multiframe_gives_one_slice_per_frame(shared_dicom):
     assert frames[1].mean() > frames[0].mean()  # mid-head has more signal than the edge
 
 
+@pytest.mark.slow
 def test_compressed_series_decodes(shared_dicom):
     """dcm_qa_frag: JPEG-lossless, multi-fragment frames of a box phantom."""
     layout = plan_series(_only(shared_dicom / "dcm_qa_frag"))
@@ -56,6 +59,7 @@ def test_compressed_series_decodes(shared_dicom):
     assert mid.shape == (128, 128) and mid.max() > 100 and mid.std() > 10
 
 
+@pytest.mark.slow
 def test_time_series_keeps_first_time_point(shared_dicom):
     layout = plan_series(_only(shared_dicom / "dcm_qa_nih/In/20180918GE/mr_0004"))
     assert layout.n_slices == 15 and layout.time_points == 10 and layout.dropped_duplicates == 135

@@ -25,6 +25,7 @@ def _rel(paths, root):
     return [os.path.relpath(p, root) for p in paths]
 
 
+@pytest.mark.slow
 def test_walk_cuts_the_deep_tree_once_and_keeps_going(deep_tree, caplog):
     root, _ = deep_tree
     problems: list[tuple[str, str]] = []
@@ -37,6 +38,7 @@ def test_walk_cuts_the_deep_tree_once_and_keeps_going(deep_tree, caplog):
     assert caplog.text.count("deeper than watch.max_depth") == 1
 
 
+@pytest.mark.slow
 def test_walk_without_a_depth_limit_does_not_recurse(deep_tree):
     root, deepest = deep_tree
     got = list(walk_files(root, max_depth=DEEP + 10))
@@ -65,6 +67,7 @@ def _events_for(events: queue.Queue[PathEvent], name: str, timeout: float = 5.0)
     return seen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["native", "polling"])
 def test_watcher_on_a_deep_tree_falls_back_to_the_top_folder(deep_tree, mode):
     root, _ = deep_tree
@@ -83,6 +86,7 @@ def test_watcher_on_a_deep_tree_falls_back_to_the_top_folder(deep_tree, mode):
     assert not watcher.alive() and watcher.failure() is None
 
 
+@pytest.mark.slow
 def test_watcher_survives_a_deep_tree_moved_in(tmp_path, deep_tree):
     """Moved in while watching: watchdog adds watches (and makes events) for it recursively, in its threads."""
     root, _ = deep_tree

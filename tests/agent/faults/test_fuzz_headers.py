@@ -109,6 +109,7 @@ def _run(bases: list[tuple[str, bytes]], good: dict[str, list[Path]], tmp_path: 
     return outcomes
 
 
+@pytest.mark.slow
 def test_header_fuzz(bases, tmp_path):
     files, good = bases
     outcomes = _run(files, good, tmp_path, count=400, seed=20240611)

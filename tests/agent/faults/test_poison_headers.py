@@ -42,6 +42,7 @@ def _expect_skip(path: Path, reason: str, limits: HeaderLimits | None = None) ->
     return skip
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("memory_cap")
 @pytest.mark.parametrize("name", CT_CASES)
 def test_ct_header_poison_is_a_recorded_skip(tmp_path, ct_files, name):

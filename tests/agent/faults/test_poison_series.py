@@ -116,6 +116,7 @@ UNDECODABLE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(UNDECODABLE))
 def test_undecodable_slice_is_a_series_error_and_the_rest_can_be_read(tmp_path, name):
     syntax, corrupt = UNDECODABLE[name]

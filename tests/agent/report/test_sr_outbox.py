@@ -103,6 +103,7 @@ class Stepped:
         return self.results[before:]
 
 
+@pytest.mark.slow
 def test_srs_are_written_read_by_dsrdump_and_reach_storescp(tmp_path, clean, noisy, caplog):
     caplog.set_level(logging.DEBUG, logger="mediqa")
     with storescp(tmp_path / "pacs") as (port, received), \

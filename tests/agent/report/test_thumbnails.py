@@ -17,6 +17,7 @@ def _result(selection, scores, decision: str = "ok") -> SimpleNamespace:
                            series_number=7, series_description="STD BRAIN", prompt={"modality": "CT"})
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name", ["dcm_qa_ct/In/GE", "dcm_qa_decubitus/In/HFS/3_t1_fl2d_sag"])
 def test_sheet_is_a_png_with_one_tile_per_slice(name: str, shared_layouts: dict, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from mediqa.agent.dicom.index import scan_tree
 from mediqa.agent.dicom.volume import plan_series
@@ -17,6 +18,7 @@ def _slices(root, n=5):
     return layout, layout.read_slices(list(idx))
 
 
+@pytest.mark.slow
 def test_ct_noise_level_rises_with_added_noise(shared_dicom):
     layout, hu = _slices(shared_dicom / "dcm_qa_ct/In/Philips/S21570/S2010")
     rng = np.random.default_rng(0)
@@ -28,6 +30,7 @@ def test_ct_noise_level_rises_with_added_noise(shared_dicom):
     assert ct_noise_to_score(levels[0]) > ct_noise_to_score(levels[2])
 
 
+@pytest.mark.slow
 def test_mr_snr_falls_and_efc_rises_with_rician_noise(shared_dicom):
     _, img = _slices(shared_dicom / "dcm_qa_philips_enh/In/cl")
     rng = np.random.default_rng(1)

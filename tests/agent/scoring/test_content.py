@@ -41,6 +41,7 @@ def test_smooth_anatomy_with_heavy_noise_still_has_structure():
     assert lag1_autocorrelation(RNG.normal(size=(64, 64))) < 0.05
 
 
+@pytest.mark.slow
 def test_every_shared_series_has_content(shared_layouts):
     """No clean real series may be called empty or noise (measured r 0.81-0.99 on chosen slices)."""
     for name, layout in shared_layouts.items():

@@ -39,6 +39,7 @@ def _body_fraction(layout: SeriesLayout, slices: np.ndarray, volume_p99: float) 
     return np.array([m.mean() for m in masks])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", VOLUMES)
 def test_selection_is_ordered_inside_the_body_and_spread(name: str, shared_layouts: dict[str, SeriesLayout]) -> None:
     layout = shared_layouts[name]
@@ -67,6 +68,7 @@ def test_selection_is_ordered_inside_the_body_and_spread(name: str, shared_layou
     assert sorted(parts.tolist()) == list(range(7)), f"parts {parts} for {name}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["dcm_qa_ct/In/GE", "dcm_qa_philips_enh/In/cl", "dcm_qa_ts/In"])
 def test_selection_is_stable_under_arrival_order(name: str, shared_series: dict, shared_layouts: dict) -> None:
     reference = select_slices(shared_layouts[name])

@@ -101,6 +101,7 @@ def test_echo_answers_and_spools_nothing(tmp_path):
     assert info.instances == 0 and info.calling_ae == "CT01" and info.ended == "released"
 
 
+@pytest.mark.slow
 def test_storescu_series_arrives_complete_once_each(tmp_path, phantom, caplog):
     caplog.set_level(logging.INFO)  # pynetdicom's own DEBUG dumps carry UIDs: it is run at WARNING
     caplog.set_level(logging.DEBUG, logger="mediqa")
@@ -229,6 +230,7 @@ time.sleep(30)
 """
 
 
+@pytest.mark.slow
 def test_kill_9_while_receiving_leaves_no_file_under_a_final_name(tmp_path, phantom):
     spool = tmp_path / "spool"
     child = subprocess.Popen([sys.executable, "-c", KILL_CHILD, str(spool)], stdout=subprocess.PIPE, text=True)

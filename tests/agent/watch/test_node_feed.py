@@ -59,6 +59,7 @@ def _uid(path: Path) -> str:
     return str(pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID)
 
 
+@pytest.mark.slow
 def test_received_series_are_scored_ok_and_retake_echo_answers_unknown_ae_refused(tmp_path, clean, noisy, caplog):
     caplog.set_level(logging.INFO, logger="mediqa")
     with running_site(tmp_path, node={"allowed_calling_aes": ("CT01",)}) as site:
@@ -152,6 +153,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow
 def test_an_acknowledged_instance_survives_kill_9_and_is_indexed_and_scored_after_the_restart(tmp_path, clean):
     (tmp_path / "export").mkdir()
     child = subprocess.Popen([sys.executable, "-c", KILLED_RECEIVER, str(tmp_path)], stdout=subprocess.PIPE,

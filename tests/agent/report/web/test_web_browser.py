@@ -33,6 +33,7 @@ def _card(page, rid):
     return page.wait_for_selector(f'.card[data-id="{rid}"]')
 
 
+@pytest.mark.slow
 def test_a_retake_card_appears_with_its_reason_and_thumbnail(state, console, phantoms, page, artefacts):
     ok = state.add(*phantoms["ok"])
     page.goto(console.url)

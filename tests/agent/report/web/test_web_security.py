@@ -126,6 +126,7 @@ def test_a_plain_form_post_works_without_script(state, console, phantoms):
     "/sheet/..%2fstate.sqlite", "/sheet/1.png/..", "/series/1/../../etc", "/history/", "/state.sqlite", "/sheets/",
     "//etc/passwd", "/api/",
 ])
+@pytest.mark.slow
 def test_no_path_from_the_request_reaches_the_file_system(console, path):
     status, _, body = request(console, "GET", path)
     assert status == 404 and b"root:" not in body and b"<a href" not in body
