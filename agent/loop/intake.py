@@ -42,7 +42,9 @@ WALK_SLICE_S = 0.2  # ... and then stops after this long (the next pass goes on)
 INDEX_MIN_FILES = 128  # a pass indexes at least this many ready files (when there are) ...
 INDEX_MAX_FILES = 512  # ... at most this many ...
 INDEX_SLICE_S = 0.5  # ... and stops after this long once it has the minimum
-POOL_BATCH = 256  # files a pass hands to the worker processes (a big batch: ``reading.POOL_MIN_READY``)
+POOL_AHEAD = 512  # files in flight in the reading workers at most (read ahead while the loop scores)
+POOL_WARM_MIN = 32  # once the workers are up, batches this big go to them (smaller ones: no hand-over latency)
+POOL_WAIT_S = 0.05  # how long a pass with nothing else to record waits for the workers' next chunk
 PING_EVERY_S = 2.0  # ``on_pass`` is called at least this often during a long walk (the agent's clock)
 wall_clock = time.time  # what file times are compared with (the agent's own clock may be injected)
 
@@ -158,24 +160,31 @@ class IntakeJob(LoopBase):
 
     # --- indexing ----------------------------------------------------------------------------------------
     def _index_ready(self) -> None:
-        """Read a bounded batch of stable files (in worker processes when it is big), record them in one
-        transaction.
+        """Record what the reading workers finished, hand them more, read small arrivals here; one
+        transaction per pass.
 
-        A database error leaves the whole batch pending (read again once writes work); a file that
-        changed while it was read waits a new window.
+        Big batches (``POOL_MIN_READY`` ready files: a backlog, a burst) start the workers; once they are
+        up, every batch of ``POOL_WARM_MIN`` or more goes to them, at most ``POOL_AHEAD`` files in flight,
+        and the loop goes on with scoring meanwhile. A database error leaves the batch pending (read
+        again once writes work); a file that changed while it was read waits a new window.
         """
-        ready: list[tuple[str, os.stat_result]] = []
-        for path, st in self.settler.ready():  # files inside their window are not even stat'ed
-            ready.append((path, st))
+        done, lost = self._pool.harvest()
+        outcomes = [(out, st) for (path, st), (out, problem) in done if self._reported(path, problem)]
+        ready: list[tuple[str, os.stat_result]] = list(lost)  # a dead worker's files: read here, now
+        for path, st in self.settler.ready(self._pool.taken):  # files inside their window are not even stat'ed
             if len(ready) >= INDEX_MAX_FILES:
                 break
-        if not ready:
+            ready.append((path, st))
+        if ready and not lost and len(ready) >= POOL_WARM_MIN and self._pool.ready(start=len(ready) >= POOL_MIN_READY):
+            self._pool.submit(ready[:max(0, POOL_AHEAD - self._pool.in_flight())], self.config.ingest)
+        elif ready:
+            outcomes.extend(self._read_here(ready, everything=bool(lost)))
+        elif not self._pool.in_flight():
             self._pool.close_if_idle()
-            return
-        big = len(ready) >= POOL_MIN_READY and self._pool.ready()  # (starts the workers: later passes use them)
-        outcomes = self._read_in_pool(ready[:POOL_BATCH]) if big else None
-        if outcomes is None:
-            outcomes = self._read_here(ready)
+        if not outcomes and self._pool.in_flight():  # nothing else to record: give the workers a moment
+            done, lost = self._pool.harvest(POOL_WAIT_S)
+            outcomes = [(out, st) for (path, st), (out, problem) in done if self._reported(path, problem)]
+            outcomes.extend(self._read_here(lost, everything=True))
         batch: list[FileOutcome] = []
         written: dict[str, float] = {}  # path -> when it was last written, on the agent's clock
         now = self.clock()
@@ -188,27 +197,23 @@ class IntakeJob(LoopBase):
         if batch:
             self._record(batch, written)
 
-    def _read_here(self, ready: list[tuple[str, os.stat_result]]) -> list[tuple[FileOutcome, os.stat_result]]:
-        """Read in the loop: at least ``INDEX_MIN_FILES``, then until ``INDEX_SLICE_S`` has passed."""
+    def _read_here(self, ready: list[tuple[str, os.stat_result]], everything: bool = False
+                   ) -> list[tuple[FileOutcome, os.stat_result]]:
+        """Read in the loop: at least ``INDEX_MIN_FILES``, then until ``INDEX_SLICE_S`` has passed (or all)."""
         out = []
         started = time.perf_counter()
         for n, (path, st) in enumerate(ready, 1):
             out.append((self._read(path, st), st))
-            if n >= INDEX_MIN_FILES and time.perf_counter() - started >= INDEX_SLICE_S:
+            if not everything and n >= INDEX_MIN_FILES and time.perf_counter() - started >= INDEX_SLICE_S:
                 break
         return out
 
-    def _read_in_pool(self, ready: list[tuple[str, os.stat_result]]
-                      ) -> list[tuple[FileOutcome, os.stat_result]] | None:
-        jobs = [(path, st.st_size, st.st_mtime_ns) for path, st in ready]
-        results = self._pool.read(jobs, self.config.ingest)
-        if results is None:
-            return None
-        for (_, problem), (path, _) in zip(results, ready, strict=True):
-            if problem is not None:
-                what, name, text = problem
-                self._internal_error_text(f"{what} {self.labels.label(path)}", name, text)
-        return [(outcome, st) for (outcome, _), (_, st) in zip(results, ready, strict=True)]
+    def _reported(self, path: str, problem: tuple[str, str, str] | None) -> bool:
+        """A worker's internal error is logged here (the workers log nothing); the outcome is kept either way."""
+        if problem is not None:
+            what, name, text = problem
+            self._internal_error_text(f"{what} {self.labels.label(path)}", name, text)
+        return True
 
     def _record(self, batch: list[FileOutcome], written: dict[str, float]) -> None:
         self.tracker.apply(batch, self.config.ingest.max_retries)

@@ -18,7 +18,7 @@ import time
 import traceback
 import zlib
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from mediqa.agent.config import IngestConfig
@@ -36,6 +36,9 @@ CHUNK = 16  # files per hand-over to a worker
 
 Reader = Callable[..., InstanceRecord]
 Problem = tuple[str, BaseException] | None  # (while doing what, the exception) for an internal error
+Job = tuple[str, int, int]  # (path, size, mtime_ns) of a stable file
+Ready = tuple[str, os.stat_result]  # a stable file and the loop's stat of it
+Read = tuple[FileOutcome, tuple[str, str, str] | None]  # a worker's outcome, and (what, type, traceback) of an error
 
 
 def read_file(path: str, size: int, mtime_ns: int, ingest: IngestConfig, reader: Reader = read_header
@@ -80,8 +83,7 @@ def file_crc32(path: str, chunk: int = 1 << 20) -> tuple[int, int]:
     return crc, n
 
 
-def _read_in_worker(jobs: list[tuple[str, int, int]], ingest: IngestConfig
-                    ) -> list[tuple[FileOutcome, tuple[str, str, str] | None]]:
+def _read_in_worker(jobs: list[Job], ingest: IngestConfig) -> list[Read]:
     """In a worker: ``read_file`` for each job; an internal error comes back as (what, type, traceback)."""
     out = []
     for path, size, mtime_ns in jobs:
@@ -104,21 +106,30 @@ def _started() -> bool:
 
 
 class ReadPool:
-    """Worker processes that read files for the loop (started on first use, stopped when idle).
+    """Worker processes that read files ahead of the loop (started on first use, stopped when idle).
 
-    Starting takes a moment (each worker imports the reader): ``ready()`` starts them without waiting and
-    says whether they are up; until then the loop reads by itself.
+    Reads are asynchronous: ``submit`` hands chunks of files to the workers and returns at once, the
+    loop goes on recording, scoring and computing saliency, and ``harvest`` collects the chunks that are
+    done, without waiting. So on 2 cores the header parsing of a backlog or burst runs beside the loop's
+    own work instead of in turns with it. Starting takes a moment (each worker imports the reader):
+    ``ready()`` starts the workers without waiting and says whether they are up; until then the loop
+    reads by itself. A chunk whose worker died (a decoder's crash) comes back from ``harvest`` as jobs
+    to read in the loop; the pool is then closed and started again later.
     """
 
     def __init__(self, workers: int = POOL_WORKERS) -> None:
         self.workers = max(1, min(workers, os.cpu_count() or 1))
         self._executor: ProcessPoolExecutor | None = None
         self._starting: list[Future[bool]] = []
+        self._flying: dict[Future[list[Read]], list[Ready]] = {}
+        self.taken: set[str] = set()  # paths in flight
         self._used_at = 0.0
 
-    def ready(self) -> bool:
-        """Start the workers if they are not running (without waiting); True once every one is up."""
+    def ready(self, start: bool = True) -> bool:
+        """True once every worker is up; with ``start``, starts them (without waiting) if they are not running."""
         if self._executor is None:
+            if not start:
+                return False
             try:
                 self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                                      initializer=_quiet_worker)
@@ -130,30 +141,72 @@ class ReadPool:
             self._used_at = time.monotonic()
         return all(f.done() for f in self._starting)
 
-    def read(self, jobs: list[tuple[str, int, int]], ingest: IngestConfig
-             ) -> list[tuple[FileOutcome, tuple[str, str, str] | None]] | None:
-        """Every job's outcome, in order; None when the workers failed (read them in the loop instead)."""
+    def in_flight(self) -> int:
+        """Files handed to the workers and not harvested yet."""
+        return len(self.taken)
+
+    def submit(self, ready: list[Ready], ingest: IngestConfig) -> int:
+        """Hand ``ready`` files to the workers in chunks of ``CHUNK``; how many were handed (the rest stay
+        pending and come up again in the next pass)."""
         if self._executor is None:
-            return None
-        chunks = [jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+            return 0
+        handed = 0
         try:
-            futures = [self._executor.submit(_read_in_worker, chunk, ingest) for chunk in chunks]
-            results = [item for future in futures for item in future.result()]
+            for i in range(0, len(ready), CHUNK):
+                chunk = ready[i:i + CHUNK]
+                jobs = [(path, st.st_size, st.st_mtime_ns) for path, st in chunk]
+                self._flying[self._executor.submit(_read_in_worker, jobs, ingest)] = chunk
+                self.taken.update(path for path, _ in chunk)
+                handed += len(chunk)
         except (BrokenProcessPool, OSError, RuntimeError) as exc:  # a worker died, or could not be started
             log.warning("header reading in worker processes failed (%s): reading in the agent's process",
                         type(exc).__name__)
+            self.close(keep_jobs=True)  # what was handed fails, and harvest() gives it back to read here
+        self._used_at = time.monotonic()
+        return handed
+
+    def harvest(self, wait_s: float = 0.0) -> tuple[list[tuple[Ready, Read]], list[Ready]]:
+        """The reads done so far (the file, and its outcome), and the files to read in the loop instead (a
+        dead worker's); waits up to ``wait_s`` for a chunk to finish when none has."""
+        if not self._flying:
+            return [], []
+        if wait_s > 0 and not any(f.done() for f in self._flying):
+            wait(list(self._flying), timeout=wait_s, return_when=FIRST_COMPLETED)
+        done: list[tuple[Ready, Read]] = []
+        lost: list[Ready] = []
+        broken = False
+        for future in [f for f in self._flying if f.done()]:
+            chunk = self._flying.pop(future)
+            self.taken.difference_update(path for path, _ in chunk)
+            try:
+                done.extend(zip(chunk, future.result(), strict=True))
+            except (BrokenProcessPool, OSError, RuntimeError, CancelledError) as exc:
+                if not broken:
+                    log.warning("header reading in worker processes failed (%s): reading in the agent's process",
+                                type(exc).__name__)
+                broken = True
+                lost.extend(chunk)
+        if broken:  # every chunk still in flight went down with the pool
+            for chunk in self._flying.values():
+                lost.extend(chunk)
+            self._flying.clear()
+            self.taken.clear()
             self.close()
-            return None
-        finally:
+        if done or lost:
             self._used_at = time.monotonic()
-        return results
+        return done, lost
 
     def close_if_idle(self) -> None:
-        if self._executor is not None and time.monotonic() - self._used_at >= POOL_IDLE_S:
+        if self._executor is not None and not self._flying and time.monotonic() - self._used_at >= POOL_IDLE_S:
             self.close()
 
-    def close(self) -> None:
+    def close(self, keep_jobs: bool = False) -> None:
+        """Stop the workers (without waiting). Files in flight are dropped unless ``keep_jobs``: their
+        futures then fail and ``harvest`` returns them as jobs to read in the loop."""
         executor, self._executor = self._executor, None
         self._starting = []
+        if not keep_jobs:
+            self._flying.clear()
+            self.taken.clear()
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)

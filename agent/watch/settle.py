@@ -13,7 +13,7 @@ meantime shows up as a changed size or mtime at the stat that ends the window, a
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 
 Clock = Callable[[], float]
@@ -49,8 +49,9 @@ class Settler:
         elif closed:
             prev.closed = True
 
-    def ready(self) -> Iterator[tuple[str, os.stat_result]]:
-        """Files past their quiet window and unchanged at a fresh stat, with that stat.
+    def ready(self, taken: Container[str] = ()) -> Iterator[tuple[str, os.stat_result]]:
+        """Files past their quiet window and unchanged at a fresh stat, with that stat; ``taken`` (files
+        being read right now) are passed over without a stat.
 
         A yielded file stays pending until ``done`` (taken, or given up) or ``again`` (not yet).
         Files gone meanwhile are forgotten; changed ones restart their window.
@@ -58,7 +59,7 @@ class Settler:
         now = self._clock()
         stat = self._stat or os.stat
         for path, pend in list(self._pending.items()):
-            if pend.settling(now, self.stable_s):
+            if path in taken or pend.settling(now, self.stable_s):
                 continue
             try:
                 st = stat(path)
