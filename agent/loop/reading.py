@@ -1,12 +1,13 @@
 """Reading one stable file: its header and content digest, or why not; in the loop or in worker processes.
 
-``read_file`` is what indexing does per file (never raises for the file's sake). A pass with a big batch
-(a start-up backlog, a burst: ``POOL_MIN_READY`` ready files or more) hands it to ``ReadPool``: worker
-processes read headers while the loop records what they found. Measured on this machine (2 cores, 4 CT +
-4 MR series of 142 files): 340 files/s in the loop, 515 files/s with two workers. Small arrivals are read
-in the loop (no hand-over latency). The workers are started when first needed (``spawn``: the loop has
-threads) and stopped after ``POOL_IDLE_S`` unused, which gives their memory back; a worker that dies
-(a decoder's crash) makes that batch read in the loop, and the pool is started again later.
+``read_file`` is what indexing does per file (never raises for the file's sake). Big batches (a start-up
+backlog, a burst: ``intake.POOL_MIN_READY`` ready files or more) start ``ReadPool``: worker processes
+that read headers ahead of the loop while it records, scores and computes saliency (measured on this
+machine, 2 cores, 4 CT + 4 MR series of 142 files, synchronous hand-over: 340 files/s in the loop, 515
+with two workers; the asynchronous read-ahead: see docs/performance.md). Small arrivals are read in the
+loop (no hand-over latency). The workers are started when first needed (``spawn``: the loop has threads)
+and stopped after ``POOL_IDLE_S`` unused, which gives their memory back; a worker that dies (a decoder's
+crash) makes its files read in the loop, and the pool is started again later.
 """
 
 from __future__ import annotations
