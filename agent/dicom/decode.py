@@ -65,17 +65,42 @@ class _Undecodable(Exception):
     """One slice of a file that decoded could still not be cut out (a frame the file does not hold...)."""
 
 
-def _pixels(path: str, size: int | None) -> np.ndarray | str:
+def _pixels(record: InstanceRecord) -> np.ndarray | str:
     """All of one file's pixels, as stored (one decode per file), or why they could not be decoded."""
     ds = None
     try:
-        check_unchanged(path, size)
-        ds = pydicom.dcmread(path)
+        check_unchanged(record.path, record.size)
+        if record.native_pixels is not None:
+            return native_pixels(record)
+        ds = pydicom.dcmread(record.path)
         return np.asarray(ds.pixel_array)
     except INTERRUPTS:
         raise
     except BaseException as exc:  # noqa: BLE001 - whatever the file holds (a decoder's panic too): one reason
-        return slice_failure(exc, path, ds)
+        return slice_failure(exc, record.path, ds)
+
+
+def native_pixels(record: InstanceRecord) -> np.ndarray:
+    """Uncompressed pixels read straight from the file at the offset the indexer found: the array pydicom's
+    ``pixel_array`` gives (same dtype, shape and values: unused high bits masked, or sign-extended when
+    signed), without parsing the header a second time (that parse cost more than the pixels)."""
+    assert record.native_pixels is not None
+    offset, bits, stored, signed = record.native_pixels
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+    frames = record.number_of_frames
+    count = record.rows * record.columns * frames
+    with open(record.path, "rb") as fh:  # read-only, like everything the agent opens in the export folder
+        fh.seek(offset)
+        data = fh.read(count * dtype.itemsize)
+    if len(data) < count * dtype.itemsize:
+        raise ValueError(f"pixel data is {len(data)} bytes, {count * dtype.itemsize} expected (file cut short?)")
+    arr = np.frombuffer(data, dtype).astype(dtype.newbyteorder("="), copy=True)
+    if stored < bits:  # as pydicom's unused-bits correction: shift the stored bits up, then back (arithmetic)
+        shift = bits - stored
+        np.left_shift(arr, shift, out=arr)
+        np.right_shift(arr, shift, out=arr)
+    shape = (frames, record.rows, record.columns) if frames > 1 else (record.rows, record.columns)
+    return arr.reshape(shape)
 
 
 def decode_downsampled_partial(layout: SeriesLayout, indices: Iterable[int], target: int
@@ -88,10 +113,10 @@ def decode_downsampled_partial(layout: SeriesLayout, indices: Iterable[int], tar
         by_path[layout.slices[i].path].append(pos)
     out: list[np.ndarray | None] = [None] * len(wanted)
     failed: list[tuple[int, str]] = []
-    sizes = {r.path: r.size for r in layout.records}
+    records = {r.path: r for r in layout.records}
     with _quiet(layout.series_key):
         for path, positions in by_path.items():
-            pixels = _pixels(path, sizes.get(path))
+            pixels = _pixels(records[path])
             if isinstance(pixels, str):  # every slice of the file has this reason
                 failed.extend((wanted[pos], pixels) for pos in positions)
                 continue
@@ -150,7 +175,7 @@ def decode_record_downsampled(record: InstanceRecord, target: int) -> dict[Slice
     frames: list[int | None] = list(range(record.number_of_frames)) if record.is_multiframe else [None]
     out: dict[SliceKey, np.ndarray] = {}
     with _quiet(record.series_key):
-        pixels = _pixels(record.path, record.size)
+        pixels = _pixels(record)
         if isinstance(pixels, str):
             raise SeriesError(f"an image could not be decoded: {pixels}")
         failed: list[str] = []

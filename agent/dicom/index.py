@@ -140,7 +140,8 @@ def _checked_record(path: str, st: os.stat_result, ds: Dataset, pixels: _Pixels,
     if not rows or not columns:
         raise _skip("no_pixels", "no Rows/Columns")
     n_frames = _checked_size(ds, rows, columns, pixels, limits)
-    return _record(path, st, ds, sop_class, image_type, rows, columns, n_frames)
+    return _record(path, st, ds, sop_class, image_type, rows, columns, n_frames,
+                   _native_pixels(ds, pixels, rows * columns * n_frames))
 
 
 def _checked_size(ds: Dataset, rows: int, columns: int, pixels: _Pixels, limits: HeaderLimits) -> int:
@@ -209,7 +210,8 @@ class _Pixels:
 
     complete: bool
     present: bool = False
-    length: int | None = None  # native pixel data: bytes in the element
+    length: int | None = None  # native pixel data: bytes in the element ...
+    start: int | None = None  # ... and where they start in the file
     fragments: int | None = None  # encapsulated: fragments seen (counted up to the frame limit + 1)
 
 
@@ -242,7 +244,7 @@ def _pixel_data(fh: BinaryIO, ds: Dataset, size: int, max_frames: int) -> _Pixel
     else:
         length, start = int.from_bytes(head[6:8], order), pos + 8
     if length != 0xFFFFFFFF:
-        return _Pixels(complete=start + length <= size, present=True, length=length)
+        return _Pixels(complete=start + length <= size, present=True, length=length, start=start)
     at, items = start, 0
     while items <= max_frames + 1:
         fh.seek(at)
@@ -261,8 +263,24 @@ def _pixel_data(fh: BinaryIO, ds: Dataset, size: int, max_frames: int) -> _Pixel
     return _Pixels(complete=_SEQ_DELIMITER_LE in fh.read(), present=True, fragments=items - 1)
 
 
+_NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")  # implicit and explicit VR
+
+
+def _native_pixels(ds: Dataset, pixels: _Pixels, count: int) -> tuple[int, int, int, int] | None:
+    """Where uncompressed monochrome pixels of 8, 16 or 32 bits start, and how to read them; else None."""
+    bits, stored = _int(ds.get("BitsAllocated")), _int(ds.get("BitsStored"))
+    representation, samples = _int(ds.get("PixelRepresentation")), _int(ds.get("SamplesPerPixel"))
+    if (pixels.start is None or pixels.length is None or _meta(ds, "TransferSyntaxUID") not in _NATIVE_LITTLE_ENDIAN
+            or bits not in (8, 16, 32) or samples not in (None, 1) or representation not in (0, 1)):
+        return None
+    stored = bits if stored is None else stored
+    if not 1 <= stored <= bits or pixels.length < count * (bits // 8):
+        return None
+    return pixels.start, bits, stored, representation
+
+
 def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_type: tuple[str, ...], rows: int,
-            columns: int, n_frames: int) -> InstanceRecord:
+            columns: int, n_frames: int, native: tuple[int, int, int, int] | None) -> InstanceRecord:
     frames = _frames(ds, n_frames)
     spacing = _physical_floats(ds.get("PixelSpacing"), "PixelSpacing") or _shared_spacing(ds)
     mosaic = describe_mosaic(ds, image_type, rows, columns)
@@ -333,6 +351,7 @@ def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_ty
         kvp=_float(ds.get("KVP")),
         exposure_mas=_float(ds.get("Exposure")),
         window=window,
+        native_pixels=native,
     )
 
 

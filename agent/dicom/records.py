@@ -116,6 +116,9 @@ class InstanceRecord:
     kvp: float | None = None
     exposure_mas: float | None = None
     window: tuple[float, float] | None = None
+    # (byte offset, BitsAllocated, BitsStored, PixelRepresentation) of native little-endian monochrome pixel
+    # data: decoded by reading those bytes (agent/dicom/decode.py), without parsing the header again.
+    native_pixels: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         for name in _TEXT_FIELDS:

@@ -105,8 +105,9 @@ def test_saliency_at_completion_decodes_at_most_k_slices(tmp_path, monkeypatch):
     a.step()
     assert a.stats.files_indexed == CANDIDATES_MAX + 36
     decoded: list[str] = []
-    real = pydicom.dcmread
+    real, real_pixels = pydicom.dcmread, decode._pixels  # the chosen slices' read, and saliency's (no pydicom)
     monkeypatch.setattr(decode.pydicom, "dcmread", lambda path, *x, **k: decoded.append(path) or real(path, *x, **k))
+    monkeypatch.setattr(decode, "_pixels", lambda record: decoded.append(record.path) or real_pixels(record))
     clock.now += 2
     a.step()
     (result,) = results

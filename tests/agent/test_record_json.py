@@ -36,7 +36,7 @@ def _full_record() -> InstanceRecord:
         scanning_sequence=("EP",), sequence_variant=("SK", "SP"), sequence_name="*ep_b1000t", echo_time=89.0,
         repetition_time=5200.0, inversion_time=2100.0, diffusion_b_value=1000.0, convolution_kernel=("FC43", "B"),
         contrast_agent="Gd", phase_encode_direction="COL", field_strength=3.0, kvp=120.0, exposure_mas=250.0,
-        window=(40.0, 400.0),
+        window=(40.0, 400.0), native_pixels=(1420, 16, 12, 1),
     )
 
 

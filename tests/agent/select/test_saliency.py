@@ -96,6 +96,7 @@ def test_precomputed_saliency_decodes_nothing(shared_series: dict, shared_layout
         raise AssertionError("decoded pixels although saliency was precomputed")
 
     monkeypatch.setattr(decode.pydicom, "dcmread", no_decoding)
+    monkeypatch.setattr(decode, "_pixels", no_decoding)
     assert select_slices(layout, saliency=values).indices == select_slices(layout, saliency=values).indices
     assert np.allclose(saliency_from_store(layout, store), values)
 
@@ -108,8 +109,8 @@ def test_store_with_gaps_decodes_only_the_missing(shared_series: dict, shared_la
         store.update(record_saliency(record))
     expected = saliency_for_layout(layout)
     calls: list[str] = []
-    real = decode.pydicom.dcmread
-    monkeypatch.setattr(decode.pydicom, "dcmread", lambda path, *a, **k: calls.append(path) or real(path, *a, **k))
+    real = decode._pixels  # one call per file decoded (uncompressed files are read without pydicom)
+    monkeypatch.setattr(decode, "_pixels", lambda record: calls.append(record.path) or real(record))
     values = saliency_from_store(layout, store)
     assert len(calls) == 3
     assert np.allclose(values, expected)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 
 from mediqa.agent.dicom import decode
@@ -38,8 +37,8 @@ def long_layout(tmp_path_factory: pytest.TempPathFactory) -> SeriesLayout:
 
 def _counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
-    real = pydicom.dcmread
-    monkeypatch.setattr(decode.pydicom, "dcmread", lambda path, *a, **k: calls.append(path) or real(path, *a, **k))
+    real = decode._pixels  # one call per file decoded (uncompressed files are read without pydicom)
+    monkeypatch.setattr(decode, "_pixels", lambda record: calls.append(record.path) or real(record))
     return calls
 
 
