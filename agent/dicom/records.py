@@ -146,6 +146,10 @@ _TEXT_FIELDS = tuple(f.name for f in fields(InstanceRecord) if _HINTS[f.name] is
 _TEXT_TUPLE_FIELDS = tuple(f.name for f in fields(InstanceRecord) if _HINTS[f.name] == tuple[str, ...])
 
 
+_RECORD_FIELDS = frozenset(f.name for f in fields(InstanceRecord)) - {"frames"}  # what JSON may set
+_FRAME_FIELDS = frozenset(f.name for f in fields(FrameGeometry))
+
+
 def series_key(series_uid: str) -> str:
     """Pseudonymous, stable key for a series: safe for logs, useless to re-identify a patient."""
     # surrogatepass: a UID string that is not valid Unicode still gets a key (valid strings: same bytes as UTF-8)
@@ -161,10 +165,8 @@ def record_to_dict(record: InstanceRecord) -> dict[str, Any]:
 
 def record_from_dict(data: Mapping[str, Any]) -> InstanceRecord:
     """Inverse of ``record_to_dict`` (lists back to tuples). Keys the record does not have are ignored."""
-    known = {f.name for f in fields(InstanceRecord)}
-    values = {k: _tuples(v) for k, v in data.items() if k in known and k != "frames"}
-    frame_fields = {f.name for f in fields(FrameGeometry)}
-    frames = tuple(FrameGeometry(**{k: _tuples(v) for k, v in frame.items() if k in frame_fields})
+    values = {k: _tuples(v) for k, v in data.items() if k in _RECORD_FIELDS}
+    frames = tuple(FrameGeometry(**{k: _tuples(v) for k, v in frame.items() if k in _FRAME_FIELDS})
                    for frame in data.get("frames") or ())
     return InstanceRecord(**values, frames=frames)
 

@@ -86,6 +86,7 @@ class SeriesTracker:
         self.db = db
         self._completion = completion
         self._clock = clock
+        self._records_memo: tuple[str, list[str], list[InstanceRecord]] | None = None  # see ``records``
 
     # --- files -------------------------------------------------------------------------------
     def file_row(self, path: str) -> FileRow | None:
@@ -238,8 +239,20 @@ class SeriesTracker:
         return {(path_from_db(p), None if f < 0 else f, None if t < 0 else t): v for p, f, t, v in rows}
 
     def records(self, series_uid: str) -> list[InstanceRecord]:
-        rows = self.db.query("SELECT record FROM instances WHERE series_uid=? ORDER BY arrived, rowid", (series_uid,))
-        return [record_from_json(r[0]) for r in rows]
+        """The series' instance records, in arrival order.
+
+        The last series' decoded records are kept: scoring, the SR and the contact sheet each ask for the
+        same series in a row, and decoding the JSON cost more than the query. The rows are read each time
+        and compared, so a changed series is decoded again.
+        """
+        rows = [r[0] for r in self.db.query("SELECT record FROM instances WHERE series_uid=? ORDER BY arrived, rowid",
+                                            (series_uid,))]
+        memo = self._records_memo
+        if memo is not None and memo[0] == series_uid and memo[1] == rows:
+            return list(memo[2])
+        records = [record_from_json(text) for text in rows]
+        self._records_memo = (series_uid, rows, records)
+        return list(records)
 
     def content(self, series_uid: str) -> list[tuple[str, int | None]]:
         """(SOP instance UID, crc32) of each instance: what a result was computed from."""
