@@ -26,6 +26,7 @@ from mediqa.agent.dicom.volume import (
     check_unchanged,
     failure_message,
     mosaic_tile,
+    native_pixels,
     rescale_problem,
     slice_failure,
     to_physical,
@@ -78,29 +79,6 @@ def _pixels(record: InstanceRecord) -> np.ndarray | str:
         raise
     except BaseException as exc:  # noqa: BLE001 - whatever the file holds (a decoder's panic too): one reason
         return slice_failure(exc, record.path, ds)
-
-
-def native_pixels(record: InstanceRecord) -> np.ndarray:
-    """Uncompressed pixels read straight from the file at the offset the indexer found: the array pydicom's
-    ``pixel_array`` gives (same dtype, shape and values: unused high bits masked, or sign-extended when
-    signed), without parsing the header a second time (that parse cost more than the pixels)."""
-    assert record.native_pixels is not None
-    offset, bits, stored, signed = record.native_pixels
-    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
-    frames = record.number_of_frames
-    count = record.rows * record.columns * frames
-    with open(record.path, "rb") as fh:  # read-only, like everything the agent opens in the export folder
-        fh.seek(offset)
-        data = fh.read(count * dtype.itemsize)
-    if len(data) < count * dtype.itemsize:
-        raise ValueError(f"pixel data is {len(data)} bytes, {count * dtype.itemsize} expected (file cut short?)")
-    arr = np.frombuffer(data, dtype).astype(dtype.newbyteorder("="), copy=True)
-    if stored < bits:  # as pydicom's unused-bits correction: shift the stored bits up, then back (arithmetic)
-        shift = bits - stored
-        np.left_shift(arr, shift, out=arr)
-        np.right_shift(arr, shift, out=arr)
-    shape = (frames, record.rows, record.columns) if frames > 1 else (record.rows, record.columns)
-    return arr.reshape(shape)
 
 
 def decode_downsampled_partial(layout: SeriesLayout, indices: Iterable[int], target: int

@@ -146,8 +146,8 @@ class SeriesLayout:
         (a stack has one size). Never raises for a file's content; with nothing readable, ``pixels``
         is empty and every index is in ``failed``.
         """
-        cache: dict[str, pydicom.Dataset | _Unreadable] = {}
-        sizes = {r.path: r.size for r in self.records}
+        cache: dict[str, pydicom.Dataset | np.ndarray | _Unreadable] = {}
+        records = {r.path: r for r in self.records}
         read: list[tuple[int, np.ndarray]] = []
         failed: list[tuple[int, str]] = []
         with warnings.catch_warnings(record=True) as caught:
@@ -155,11 +155,12 @@ class SeriesLayout:
             for i in indices:
                 ref = self.slices[i]
                 try:
-                    read.append((i, self._decode(ref, cache, sizes.get(ref.path))))
+                    read.append((i, self._decode(ref, cache, records.get(ref.path))))
                 except INTERRUPTS:
                     raise
                 except BaseException as exc:  # noqa: BLE001 - any failure of one slice (a decoder's panic too)
-                    failed.append((i, slice_failure(exc, ref.path, cache.get(ref.path))))
+                    ds = cache.get(ref.path)
+                    failed.append((i, slice_failure(exc, ref.path, ds if isinstance(ds, pydicom.Dataset) else None)))
         if caught:
             log.debug("series %s: %d warning(s) while decoding, first: %s", self.series_key, len(caught),
                       clean_text(caught[0].message, 160))
@@ -183,15 +184,18 @@ class SeriesLayout:
     def read_all(self) -> np.ndarray:
         return self.read_slices(range(self.n_slices))
 
-    def _decode(self, ref: SliceRef, cache: dict[str, pydicom.Dataset | _Unreadable], size: int | None
-                ) -> np.ndarray:
+    def _decode(self, ref: SliceRef, cache: dict[str, pydicom.Dataset | np.ndarray | _Unreadable],
+                record: InstanceRecord | None) -> np.ndarray:
         ds = cache.get(ref.path)
         if isinstance(ds, _Unreadable):
             raise ds.error
         if ds is None:
             try:
-                check_unchanged(ref.path, size)
-                ds = cache[ref.path] = pydicom.dcmread(ref.path)  # parsed once per call, even for many frames
+                check_unchanged(ref.path, record.size if record is not None else None)
+                if record is not None and record.native_pixels is not None:
+                    ds = cache[ref.path] = native_pixels(record)  # uncompressed: no second header parse
+                else:
+                    ds = cache[ref.path] = pydicom.dcmread(ref.path)  # parsed once per call, even for many frames
             except BaseException as exc:
                 if not isinstance(exc, INTERRUPTS):
                     cache[ref.path] = _Unreadable(exc)
@@ -199,7 +203,9 @@ class SeriesLayout:
         problem = rescale_problem(ref.slope, ref.intercept)
         if problem:  # plan_series refuses these; a layout made another way must not overflow either
             raise _SliceProblem(problem)
-        if ref.frame is not None:
+        if isinstance(ds, np.ndarray):  # every frame, as pydicom's pixel_array gives them
+            arr = ds[ref.frame] if ref.frame is not None and ds.ndim == 3 else ds
+        elif ref.frame is not None:
             from pydicom.pixels import pixel_array
 
             arr = pixel_array(ds, index=ref.frame)  # decodes this frame only
@@ -209,6 +215,29 @@ class SeriesLayout:
         if ref.tiles > 1 and ref.tile is not None:
             arr = mosaic_tile(arr, ref.tiles, ref.tile, ref.grid)
         return to_physical(arr, ref.slope, ref.intercept)
+
+
+def native_pixels(record: InstanceRecord) -> np.ndarray:
+    """Uncompressed pixels read straight from the file at the offset the indexer found: the array pydicom's
+    ``pixel_array`` gives (same dtype, shape and values: unused high bits masked, or sign-extended when
+    signed), without parsing the header a second time (that parse cost more than the pixels)."""
+    assert record.native_pixels is not None
+    offset, bits, stored, signed = record.native_pixels
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+    frames = record.number_of_frames
+    count = record.rows * record.columns * frames
+    with open(record.path, "rb") as fh:  # read-only, like everything the agent opens in the export folder
+        fh.seek(offset)
+        data = fh.read(count * dtype.itemsize)
+    if len(data) < count * dtype.itemsize:
+        raise ValueError(f"pixel data is {len(data)} bytes, {count * dtype.itemsize} expected (file cut short?)")
+    arr = np.frombuffer(data, dtype).astype(dtype.newbyteorder("="), copy=True)
+    if stored < bits:  # as pydicom's unused-bits correction: shift the stored bits up, then back (arithmetic)
+        shift = bits - stored
+        np.left_shift(arr, shift, out=arr)
+        np.right_shift(arr, shift, out=arr)
+    shape = (frames, record.rows, record.columns) if frames > 1 else (record.rows, record.columns)
+    return arr.reshape(shape)
 
 
 @dataclass(frozen=True)

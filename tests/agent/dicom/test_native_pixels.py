@@ -10,8 +10,8 @@ import pydicom
 import pytest
 from pydicom.uid import RLELossless
 
-from mediqa.agent.dicom.decode import native_pixels
 from mediqa.agent.dicom.index import read_header
+from mediqa.agent.dicom.volume import native_pixels
 from mediqa.agent.samples import write_phantom_ct
 from mediqa.errors import DicomSkip
 
