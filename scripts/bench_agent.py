@@ -440,7 +440,23 @@ def scenario_ort() -> dict[str, float]:
                     backend.infer(feed)
                     times.append(time.perf_counter() - t)
             out[f"ort_{threads}t_{'spin' if spin else 'nospin'}_ms"] = statistics.median(times) * 1000
+    for arena in (False, True):  # the agent's default (2 threads, no spin) with and without ORT's memory arena
+        before = _rss_mb()
+        with OrtBackend(model, threads=2, memory_arena=arena).load() as backend:
+            times = []
+            for _ in range(15):
+                t = time.perf_counter()
+                backend.infer(feed)
+                times.append(time.perf_counter() - t)
+            out[f"ort_2t_arena_{'on' if arena else 'off'}_ms"] = statistics.median(times) * 1000
+            out[f"ort_2t_arena_{'on' if arena else 'off'}_rss_growth_mb"] = _rss_mb() - before
     return out
+
+
+def _rss_mb() -> float:
+    """This process's resident memory (Linux /proc)."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _median_of(runs: list[dict[str, float]]) -> dict[str, float]:
