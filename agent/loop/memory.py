@@ -5,6 +5,13 @@ pages, so the resident size stays at its peak. When the loop goes idle after suc
 ``release_memory`` collects garbage, asks SQLite to drop its page cache and glibc to return free pages to
 the system (``malloc_trim(0)``, Linux with glibc only; elsewhere it does nothing). Measured by
 ``scripts/bench_agent.py --only idle``.
+
+``tune_malloc`` (called once by ``mediqa watch`` before any thread starts) keeps glibc from holding on to
+pixel buffers in the first place: a fixed mmap threshold of 256 KiB (glibc otherwise raises it after each
+freed big block, up to 32 MiB, and later 0.5 MiB slices land in a heap that never shrinks) and at most two
+malloc arenas (one per thread otherwise). Measured here on a 2,400-file backlog of 16 series: peak 364 ->
+262 MB, idle afterwards 262 -> 234 MB (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_ARENA_MAX`` in the
+environment still win: glibc reads them first).
 """
 
 from __future__ import annotations
@@ -37,6 +44,25 @@ def _malloc_trim() -> Callable[[int], int] | None:
             except (OSError, AttributeError):  # musl and others have no malloc_trim
                 _trim = None
     return _trim
+
+
+M_ARENA_MAX, M_MMAP_THRESHOLD = -8, -3  # glibc's mallopt parameters (malloc.h)
+MMAP_THRESHOLD = 256 * 1024
+ARENA_MAX = 2
+
+
+def tune_malloc() -> bool:
+    """Fix glibc's mmap threshold and cap its arenas (see the module docstring); True if glibc took both."""
+    if not sys.platform.startswith("linux") or _malloc_trim() is None:  # glibc has malloc_trim, musl has not
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+        mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        mallopt.restype = ctypes.c_int
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_ARENA_MAX, ARENA_MAX))
 
 
 def release_memory(shrink_db: Callable[[], object] | None = None) -> bool:

@@ -108,3 +108,11 @@ def test_memory_is_given_back_once_when_the_loop_goes_idle_after_a_backlog(tmp_p
     settle(a, clock)
     settle(a, clock)
     assert released == [True]
+
+
+def test_malloc_is_tuned_where_glibc_is():
+    import sys
+
+    from mediqa.agent.loop.memory import _malloc_trim, tune_malloc
+
+    assert tune_malloc() == (sys.platform.startswith("linux") and _malloc_trim() is not None)
