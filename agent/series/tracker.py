@@ -35,6 +35,7 @@ Clock = Callable[[], float]
 
 # Skip reasons that are a choice about the whole series (not a failure to read one of its images).
 FILTER_REASONS = frozenset({"derived", "localizer", "not_ct_mr_image", "dicomdir"})
+FOLDERS_MEMO_MAX = 64  # series whose folders are kept (see ``SeriesTracker.folders``)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class SeriesTracker:
         self._completion = completion
         self._clock = clock
         self._records_memo: tuple[str, list[str], list[InstanceRecord]] | None = None  # see ``records``
+        self._folders_memo: dict[str, tuple[tuple[object, ...], frozenset[str]]] = {}  # see ``folders``
 
     # --- files -------------------------------------------------------------------------------
     def file_row(self, path: str) -> FileRow | None:
@@ -266,9 +268,24 @@ class SeriesTracker:
         return [(path_from_db(p), size, mtime) for p, size, mtime in rows]
 
     def folders(self, series_uid: str) -> set[str]:
-        """The folders holding the series' files (indexed or skipped)."""
+        """The folders holding the series' files (indexed or skipped).
+
+        Asked for every series that looks complete on every pass while files still arrive: the answer is
+        kept per series with the file count and highest rowid it was computed from (any insert, replace or
+        move of a file between series changes one of them), so a 2,000-file series is not read again
+        each pass (that was O(n) per pass, O(n^2) per series).
+        """
+        key = tuple(self.db.query_one("SELECT COUNT(*), MAX(rowid) FROM files WHERE series_uid=?", (series_uid,))
+                    or (0, None))
+        memo = self._folders_memo.get(series_uid)
+        if memo is not None and memo[0] == key:
+            return set(memo[1])
         rows = self.db.query("SELECT path FROM files WHERE series_uid=?", (series_uid,))
-        return {os.path.dirname(path_from_db(p)) for (p,) in rows}
+        folders = {os.path.dirname(path_from_db(p)) for (p,) in rows}
+        if len(self._folders_memo) >= FOLDERS_MEMO_MAX:
+            del self._folders_memo[next(iter(self._folders_memo))]
+        self._folders_memo[series_uid] = (key, frozenset(folders))
+        return folders
 
     def skip_counts(self, series_uid: str) -> dict[str, int]:
         """Files of the series skipped for good, per reason."""

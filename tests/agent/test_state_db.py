@@ -113,3 +113,31 @@ def test_agent_opens_one_database_for_tracker_and_store(tmp_path):
     agent = Agent(cfg, ClassicalScorer(), tmp_path / "export")
     assert agent.tracker.db is agent.db and agent.store.db is agent.db
     assert agent.db.path == (tmp_path / "state" / "state.sqlite").resolve()
+
+
+def test_folders_follow_files_moved_added_and_replaced(tmp_path):
+    """The tracker's folders answer is kept between calls, but never outlives a change of the files."""
+    from mediqa.agent.config import CompletionConfig
+    from mediqa.agent.series.tracker import FileOutcome, SeriesTracker
+    from mediqa.agent.state.db import StateDB, db_path
+
+    db = StateDB.open(tmp_path / "state.sqlite")
+    tracker = SeriesTracker(db, CompletionConfig())
+
+    def skip(path: str, uid: str) -> None:
+        out = FileOutcome(path, 1, 1)
+        out.reason, out.series_uid = "incomplete", uid
+        tracker.apply([out])
+
+    skip("/e/a/1.dcm", "S")
+    assert tracker.folders("S") == {"/e/a"}
+    skip("/e/b/2.dcm", "S")
+    assert tracker.folders("S") == {"/e/a", "/e/b"}
+    with db.transaction() as conn:
+        conn.execute("UPDATE files SET series_uid='T' WHERE path=?", (db_path("/e/b/2.dcm"),))
+    assert tracker.folders("S") == {"/e/a"} and tracker.folders("T") == {"/e/b"}
+    with db.transaction() as conn:
+        conn.execute("DELETE FROM files WHERE path=?", (db_path("/e/a/1.dcm"),))
+    skip("/e/c/1.dcm", "S")
+    assert tracker.folders("S") == {"/e/c"}
+    db.close()
