@@ -88,7 +88,7 @@ class SeriesTracker:
         self._completion = completion
         self._clock = clock
         self._records_memo: tuple[str, list[str], list[InstanceRecord]] | None = None  # see ``records``
-        self._folders_memo: dict[str, tuple[tuple[object, ...], frozenset[str]]] = {}  # see ``folders``
+        self._folders_memo: dict[str, tuple[int, int | None, frozenset[str]]] = {}  # see ``folders``
 
     # --- files -------------------------------------------------------------------------------
     def file_row(self, path: str) -> FileRow | None:
@@ -272,19 +272,26 @@ class SeriesTracker:
 
         Asked for every series that looks complete on every pass while files still arrive: the answer is
         kept per series with the file count and highest rowid it was computed from (any insert, replace or
-        move of a file between series changes one of them), so a 2,000-file series is not read again
-        each pass (that was O(n) per pass, O(n^2) per series).
+        move of a file between series changes one of them). When files were only added since, just the
+        new rows are read; otherwise all of them. So a 2,000-file export is not read again on each pass
+        (that was O(n) per pass, O(n^2) per series).
         """
-        key = tuple(self.db.query_one("SELECT COUNT(*), MAX(rowid) FROM files WHERE series_uid=?", (series_uid,))
-                    or (0, None))
+        count, top = self.db.query_one("SELECT COUNT(*), MAX(rowid) FROM files WHERE series_uid=?",
+                                       (series_uid,)) or (0, None)
         memo = self._folders_memo.get(series_uid)
-        if memo is not None and memo[0] == key:
-            return set(memo[1])
+        if memo is not None and (memo[0], memo[1]) == (count, top):
+            return set(memo[2])
+        if memo is not None and memo[1] is not None and top is not None:  # files came: only the new rows
+            rows = self.db.query("SELECT path FROM files WHERE series_uid=? AND rowid>?", (series_uid, memo[1]))
+            if memo[0] + len(rows) == count:  # nothing left the series meanwhile: the old answer still holds
+                folders = set(memo[2]) | {os.path.dirname(path_from_db(p)) for (p,) in rows}
+                self._folders_memo[series_uid] = (count, top, frozenset(folders))
+                return folders
         rows = self.db.query("SELECT path FROM files WHERE series_uid=?", (series_uid,))
         folders = {os.path.dirname(path_from_db(p)) for (p,) in rows}
         if len(self._folders_memo) >= FOLDERS_MEMO_MAX:
             del self._folders_memo[next(iter(self._folders_memo))]
-        self._folders_memo[series_uid] = (key, frozenset(folders))
+        self._folders_memo[series_uid] = (count, top, frozenset(folders))
         return folders
 
     def skip_counts(self, series_uid: str) -> dict[str, int]:
