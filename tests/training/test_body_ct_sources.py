@@ -118,3 +118,25 @@ def test_totalsegmentator_volume_loads_as_axial_body_ct(name, anatomy):
 def test_absent_nifti_source_is_not_available(tmp_path):
     cfg = _config([{"name": "ts", "kind": "nifti_ct", "path": "nifti/none.nii.gz", "optional": True}])
     assert not source_available(cfg.sources[0], tmp_path / "dicom")
+
+
+@pytest.mark.slow
+def test_a_phantom_slice_at_its_routine_dose_is_labelled_good_and_a_tenth_of_it_worse():
+    from mediqa.measures import global_noise_level
+    from mediqa.training.datagen.tasks import Task, run_task
+
+    cfg = build_dataclass(DataConfig, {
+        "name": "t", "seed": 3, "sources": [{"name": "phantom_abdomen", "kind": "body_phantom", "path": "abdomen",
+                                             "anatomy": "abdomen", "image_type": "ct_soft", "slices": 1,
+                                             "slice_range": [0.0, 1.0]}],
+        "ct": {"projection_views": 120, "dose_fractions": [1.0, 0.1], "sparse_views": [], "blur_fwhm_mm": [],
+               "image_noise_hu": []}}, "")
+    check(cfg)
+    made = run_task((Task("ct_slice", cfg.sources[0], 0), cfg))
+    samples = {s.meta["degradation"]["params"]["dose_fraction"]: s for s in made}
+    full, tenth = samples[1.0], samples[0.1]
+    assert full.meta["quality"] == 4.0  # the routine scan is the reference: good, not "noisier than a head CT"
+    assert tenth.meta["quality"] < full.meta["quality"] - 1.0
+    noise = global_noise_level(full.image[None], SPACING_MM)
+    assert 6.0 < noise < 25.0  # a body scan's noise, not a noise-free phantom and not a head CT's 4 HU
+    assert np.array_equal(full.image, full.clean)
