@@ -29,6 +29,8 @@ BODY_FALLBACK = "abdomen"  # an anatomy without its own reference (or unknown) i
 SHARP_NOISE_FACTOR = 2.5  # noise of a sharp kernel / a soft one at the same dose (bone, lung kernels)
 DRL_CTDI_MGY: dict[str, float] = {"head": 57.0, "chest": 12.0, "abdomen": 16.0, "pelvis": 16.0}
 MAX_NOISE_SLICES = 8  # slices measured for the "measured noise" figure (the cost stays small)
+REFERENCE_THICKNESS_MM = 5.0  # the routine reconstruction the levels above describe
+THICKNESS_RANGE_MM = (0.5, 10.0)  # outside it a header's SliceThickness is not used
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,13 @@ class DoseReference:
     kernel: str  # "soft" or "sharp"
     noise_hu: float  # routine full-dose noise for this anatomy and kernel
     assumed: tuple[str, ...] = ()  # what the prompt did not say ("anatomy", "kernel")
+
+    def noise_at(self, thickness_mm: float | None) -> float:
+        """Routine noise at this slice thickness: quantum noise SD ~ 1 / sqrt(thickness) (FBP)."""
+        lo, hi = THICKNESS_RANGE_MM
+        if thickness_mm is None or not lo <= thickness_mm <= hi:
+            return self.noise_hu
+        return self.noise_hu * math.sqrt(REFERENCE_THICKNESS_MM / thickness_mm)
 
     def label(self) -> str:
         what = "CT" if "anatomy" in self.assumed else f"{self.anatomy} CT"
@@ -85,9 +94,18 @@ def measured_noise_hu(slices: np.ndarray, pixel_spacing_mm: float | None) -> flo
     return float(np.median(found)) if found else None
 
 
-def describe_dose(fraction: float, ref: DoseReference, measured: float | None = None) -> str:
-    """Plain words: ``noise like 25% of the reference dose for a head CT, soft kernel (routine ~4.5 HU...)``."""
-    text = f"noise like {fraction:.0%} of the reference dose for {ref.label()} (routine noise about {_hu(ref.noise_hu)}"
+def describe_dose(fraction: float, ref: DoseReference, measured: float | None = None,
+                  thickness_mm: float | None = None) -> str:
+    """Plain words: ``noise like 25% of the reference dose for head CT, soft kernel (routine noise about 4.5 HU...)``.
+
+    With a slice thickness the routine noise is the one at that thickness (a 1.25 mm body slice is about
+    twice as noisy as a 5 mm one at the same dose), so the measured figure is compared with a like level.
+    """
+    text = f"noise like {fraction:.0%} of the reference dose for {ref.label()} (routine noise about "
+    text += _hu(ref.noise_at(thickness_mm))
+    lo, hi = THICKNESS_RANGE_MM
+    if thickness_mm is not None and lo <= thickness_mm <= hi and thickness_mm != REFERENCE_THICKNESS_MM:
+        text += f" at {thickness_mm:g} mm"
     if measured is not None and math.isfinite(measured):
         text += f"; measured about {_hu(measured)}"
     return text + ")"

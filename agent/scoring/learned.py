@@ -115,7 +115,7 @@ class LearnedScorer:
         if fraction > 0 and _notable("ct_dose", math.log2(fraction), info):
             spacing = series.layout.pixel_spacing
             noise = measured_noise_hu(series.slices, float(spacing[0]) if spacing else None)
-            explanations["ct_dose"] = describe_dose(fraction, ref, noise)
+            explanations["ct_dose"] = describe_dose(fraction, ref, noise, series.layout.first.slice_thickness)
 
     def _heads(self, physics: np.ndarray, modality: str) -> tuple[dict[str, float], dict[str, str]]:
         measures: dict[str, float] = {}

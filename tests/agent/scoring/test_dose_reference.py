@@ -50,3 +50,12 @@ def test_measured_noise_is_reported_in_hu():
     assert measured == pytest.approx(12.0, rel=0.15)
     assert "measured about 12 HU" in describe_dose(0.3, reference_for(_prompt("abdomen", "ct_soft")), measured)
     assert measured_noise_hu(np.full((2, 64, 64), -1000.0, np.float32), 0.8) is None  # air: nothing to measure
+
+
+def test_thin_slices_are_compared_with_the_routine_noise_at_their_thickness():
+    ref = reference_for(_prompt("abdomen", "ct_soft_contrast"))
+    assert ref.noise_at(1.25) == pytest.approx(2.0 * ref.noise_at(5.0))  # SD ~ 1/sqrt(thickness)
+    assert ref.noise_at(None) == ref.noise_at(5.0) == ref.noise_at(80.0) == REFERENCE_NOISE_HU["abdomen"]
+    words = describe_dose(0.02, ref, 30.0, thickness_mm=1.25)
+    assert "routine noise about 22 HU at 1.25 mm; measured about 30 HU" in words
+    assert " mm" not in describe_dose(0.02, ref, 30.0, thickness_mm=5.0).split("HU")[0]
