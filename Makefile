@@ -48,7 +48,7 @@ bench: setup
 	$(PY) scripts/bench_console.py
 
 # The default model's evaluation table (agent/models/edge-default-eval.md, ours + classical rows): builds the
-# default data set first when this checkout has not (about 12 min on 2 cores, as `mediqa data build` estimates; needs ../shared/data), then scores it.
+# default data set first when this checkout has not (about 17 min on 2 idle cores, as `mediqa data build` estimates; needs ../shared/data), then scores it.
 DATA_VERSION = $(PY) -c 'from mediqa.training.datagen.config import load_data_config as l; \
 	from mediqa.training.datagen.writer import code_version as c, dataset_version as v; \
 	print(v(l("configs/data/default.yaml"), c()))'
