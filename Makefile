@@ -62,7 +62,7 @@ eval: setup
 # and simulations stay in runs/real-work, so a second model's run takes about a minute). Needs the data set of `eval`.
 eval-real: setup
 	@d=data-out/default-$$($(DATA_VERSION)); \
-	$(PY) -m mediqa.training.eval_real --model "shipped model=agent/models/edge-default.onnx" --data $$d \
+	$(PY) -m mediqa.cli.eval_real --model "shipped model=agent/models/edge-default.onnx" --data $$d \
 		--out runs/eval-real --work runs/real-work
 
 # The Debian package (docs/install.md): dist/mediqa-edge_<version>_<arch>.deb with the runtime venv in /opt/mediqa,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mediqa.agent.dicom.volume import plan_series
-from mediqa.training.eval_real import DegradedCache, DegradingScorer, _row, agent_config, degrade_slices
+from mediqa.cli.eval_real import DegradedCache, DegradingScorer, _row, agent_config, degrade_slices
 from mediqa.training.eval_real_series import controls, pydicom_series, write_series
 from mediqa.training.eval_real_tables import Row, false_alert_table, summary, write_tables
 

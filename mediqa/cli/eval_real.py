@@ -1,6 +1,9 @@
 """The real-series table: every real series end to end through the agent, controls, and severe simulations.
 
-``python -m mediqa.training.eval_real --model "new=m.onnx" --model "old=old.onnx" --data data-out/<set>``
+An evaluation harness over two applications (the agent's pipeline and training's data splits and
+degradations), so it lives in the CLI layer, the one floor that may import both (docs/architecture.md).
+
+``python -m mediqa.cli.eval_real --model "new=m.onnx" --model "old=old.onnx" --data data-out/<set>``
 scores, with each model (and the classical scorer), through ``agent.pipeline.analyse_series``: the agent's
 reader, skips, prompt rules, slice selection, content check, scorer and decision rule.
 
@@ -193,11 +196,11 @@ def evaluate_real(models: Sequence[tuple[str, Path | None]], shared: Path, out: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mediqa.training.eval_real", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mediqa.cli.eval_real", description=__doc__.split("\n")[0])
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=PATH",
                         help="an ONNX model to score with (repeatable); the classical scorer is always added")
     parser.add_argument("--data", type=Path, default=None, help="the built data set whose splits to report")
-    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data",
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data",
                         help="the shared data folder (dicom/, nifti/)")
     parser.add_argument("--out", type=Path, default=Path("runs/eval-real"))
     parser.add_argument("--work", type=Path, default=None,
