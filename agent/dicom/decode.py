@@ -27,6 +27,7 @@ from mediqa.agent.dicom.volume import (
     failure_message,
     mosaic_tile,
     native_pixels,
+    native_readable,
     rescale_problem,
     slice_failure,
     to_physical,
@@ -71,7 +72,7 @@ def _pixels(record: InstanceRecord) -> np.ndarray | str:
     ds = None
     try:
         check_unchanged(record.path, record.size)
-        if record.native_pixels is not None:
+        if native_readable(record):
             return native_pixels(record)
         ds = pydicom.dcmread(record.path)
         return np.asarray(ds.pixel_array)

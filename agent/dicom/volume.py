@@ -192,7 +192,7 @@ class SeriesLayout:
         if ds is None:
             try:
                 check_unchanged(ref.path, record.size if record is not None else None)
-                if record is not None and record.native_pixels is not None:
+                if record is not None and native_readable(record):
                     ds = cache[ref.path] = native_pixels(record)  # uncompressed: no second header parse
                 else:
                     ds = cache[ref.path] = pydicom.dcmread(ref.path)  # parsed once per call, even for many frames
@@ -204,7 +204,12 @@ class SeriesLayout:
         if problem:  # plan_series refuses these; a layout made another way must not overflow either
             raise _SliceProblem(problem)
         if isinstance(ds, np.ndarray):  # every frame, as pydicom's pixel_array gives them
-            arr = ds[ref.frame] if ref.frame is not None and ds.ndim == 3 else ds
+            if ref.frame is not None and ds.ndim == 3:
+                if not 0 <= ref.frame < ds.shape[0]:
+                    raise _SliceProblem(f"frame {ref.frame + 1} of a file that holds {ds.shape[0]}")
+                arr = ds[ref.frame]
+            else:
+                arr = ds
         elif ref.frame is not None:
             from pydicom.pixels import pixel_array
 
@@ -217,27 +222,54 @@ class SeriesLayout:
         return to_physical(arr, ref.slope, ref.intercept)
 
 
+_PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"  # (7FE0,0010) PixelData, little endian
+
+
+def native_readable(record: InstanceRecord) -> bool:
+    """The record knows where the file's uncompressed pixels are, and the file still looks like the one
+    indexed: same size and mtime, the DICM preamble in place and the PixelData tag right before the offset
+    (a bad sector or a rewrite in place shows there). Else pydicom parses it again and judges what it holds."""
+    if record.native_pixels is None:
+        return False
+    offset = record.native_pixels[0]
+    try:
+        st = os.stat(record.path)
+        if (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns) or offset < 12:
+            return False
+        with open(record.path, "rb") as fh:
+            preamble = fh.read(132)
+            fh.seek(offset - 12)
+            before = fh.read(12)
+    except OSError:
+        return False
+    # explicit VR: tag, VR, 2 reserved bytes, 4-byte length (12 bytes); implicit VR: tag, length (8 bytes)
+    return preamble[128:132] == b"DICM" and _PIXEL_TAG_LE in (before[0:4], before[4:8])
+
+
 def native_pixels(record: InstanceRecord) -> np.ndarray:
     """Uncompressed pixels read straight from the file at the offset the indexer found: the array pydicom's
     ``pixel_array`` gives (same dtype, shape and values: unused high bits masked, or sign-extended when
-    signed), without parsing the header a second time (that parse cost more than the pixels)."""
+    signed), without parsing the header a second time (that parse cost more than the pixels). A multi-frame
+    file gives the whole frames it holds (a missing one fails alone, as with pydicom)."""
     assert record.native_pixels is not None
     offset, bits, stored, signed = record.native_pixels
     dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
     frames = record.number_of_frames
-    count = record.rows * record.columns * frames
+    frame_bytes = record.rows * record.columns * dtype.itemsize
     with open(record.path, "rb") as fh:  # read-only, like everything the agent opens in the export folder
         fh.seek(offset)
-        data = fh.read(count * dtype.itemsize)
-    if len(data) < count * dtype.itemsize:
-        raise ValueError(f"pixel data is {len(data)} bytes, {count * dtype.itemsize} expected (file cut short?)")
-    arr = np.frombuffer(data, dtype).astype(dtype.newbyteorder("="), copy=True)
+        data = fh.read(frame_bytes * frames)
+    held = min(frames, len(data) // frame_bytes) if frame_bytes else 0
+    if held == 0 or (frames == 1 and len(data) < frame_bytes):
+        raise ValueError(f"pixel data is {len(data)} bytes, {frame_bytes * frames} expected (file cut short?)")
+    arr = np.frombuffer(data[:held * frame_bytes], dtype).astype(dtype.newbyteorder("="), copy=True)
     if stored < bits:  # as pydicom's unused-bits correction: shift the stored bits up, then back (arithmetic)
         shift = bits - stored
         np.left_shift(arr, shift, out=arr)
         np.right_shift(arr, shift, out=arr)
-    shape = (frames, record.rows, record.columns) if frames > 1 else (record.rows, record.columns)
-    return arr.reshape(shape)
+    if frames > 1:
+        return arr.reshape(held, record.rows, record.columns)
+    return arr.reshape(record.rows, record.columns)
 
 
 @dataclass(frozen=True)
