@@ -186,6 +186,7 @@ def test_every_layer_is_found_by_the_packaging_rule():
     assert "tests" not in LAYER_NAMES and "scripts" not in LAYER_NAMES
 
 
+@pytest.mark.slow
 def test_imports_only_point_down(graph):
     assert violations(graph) == []
 

@@ -12,6 +12,7 @@ from mediqa.engines.model_io import read_model_info
 from mediqa.model_card import card_from_metadata
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_real_series_golden_set_and_fp16_check(tiny_onnx, tmp_path, shared_dicom):
     DATA = shared_dicom

@@ -18,6 +18,7 @@ from mediqa.agent.dicom import decode
 from mediqa.agent.select.saliency import CANDIDATES_MAX
 
 
+@pytest.mark.slow
 def test_a_pass_indexes_at_most_n_files_and_scores_a_due_series_before_the_backlog_is_done(tmp_path, monkeypatch):
     monkeypatch.setattr(intake, "INDEX_MIN_FILES", 6)
     monkeypatch.setattr(intake, "INDEX_MAX_FILES", 6)
@@ -95,6 +96,7 @@ def test_the_quiet_period_still_counts_from_the_start_for_files_older_than_the_a
     assert [r.n_instances for r in results] == [4]
 
 
+@pytest.mark.slow
 def test_saliency_at_completion_decodes_at_most_k_slices(tmp_path, monkeypatch):
     monkeypatch.setattr(loop_saliency, "SALIENCY_BUSY_S", 0.0)  # nothing computed as files arrive
     monkeypatch.setattr(loop_saliency, "SALIENCY_IDLE_S", 0.0)

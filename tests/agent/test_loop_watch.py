@@ -48,6 +48,7 @@ def test_the_native_watch_asks_for_close_move_and_create_events_only(tmp_path):
         assert not mask & unwanted
 
 
+@pytest.mark.slow
 @linux
 def test_a_file_written_in_many_chunks_is_a_couple_of_events(tmp_path):
     events: queue.Queue[PathEvent] = queue.Queue()
@@ -65,6 +66,7 @@ def test_a_file_written_in_many_chunks_is_a_couple_of_events(tmp_path):
     assert not [e for e in seen if os.path.basename(e.path).startswith(".")]
 
 
+@pytest.mark.slow
 @linux
 def test_a_file_moved_into_place_is_one_event(tmp_path):
     events: queue.Queue[PathEvent] = queue.Queue()
@@ -96,6 +98,7 @@ def test_the_loop_offers_a_path_once_however_many_events_it_had(tmp_path):
     assert a.stats.last_file_event_at == clock.now
 
 
+@pytest.mark.slow
 def test_polling_still_sees_files_rewritten_in_place(tmp_path):
     events: queue.Queue[PathEvent] = queue.Queue()
     target = Path(tmp_path / "a.dcm")

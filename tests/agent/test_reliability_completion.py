@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 from test_reliability_support import Clock, agent, config, copy, jsonl, make_series, noisy_rewrite, settle
 
 from mediqa.agent.dicom.index import read_header
@@ -15,6 +16,7 @@ from mediqa.agent.scoring.classical import ClassicalScorer
 # --- 4. no partial scoring after a restart ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_restart_with_a_backlog_scores_the_series_once_on_all_its_slices(tmp_path):
     export, state, clock = tmp_path / "export", tmp_path / "state", Clock()
     files = make_series(tmp_path, "a", 35)

@@ -44,6 +44,7 @@ def test_files_reach_the_log_only_as_keys(tmp_path, monkeypatch, caplog):
     assert "DOE" not in text and "JOHN" not in text
 
 
+@pytest.mark.slow
 def test_tracebacks_logged_while_the_agent_runs_carry_no_export_path(tmp_path, monkeypatch, caplog):
     export, state = tmp_path / "export", tmp_path / "state"
     paths = copy(make_series(tmp_path, "a", 4), export / NAME)

@@ -39,6 +39,7 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path / "tree"
 
 
+@pytest.mark.slow
 def test_ray_flag_without_ray_says_how_to_install(tree: Path, tmp_path: Path):
     done = _run_without({"ray"}, "backfill", str(tree), "--out", str(tmp_path / "out"), "--ray", "local")
     assert done.returncode == 1
@@ -48,6 +49,7 @@ def test_ray_flag_without_ray_says_how_to_install(tree: Path, tmp_path: Path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_without_pyarrow_the_local_pool_says_how_to_install(tree: Path, tmp_path: Path):
     done = _run_without({"pyarrow"}, "backfill", str(tree), "--out", str(tmp_path / "out"))
     assert done.returncode == 1
@@ -75,6 +77,7 @@ def test_out_inside_the_archive_is_refused(tree: Path):
     assert not (tree / "results").exists()
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_out_is_refused_in_one_line(tree: Path, tmp_path: Path):
     from mediqa.backfill.store import ResultsDir
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from cli_support import make_state, retake_result
 
 from mediqa.agent.state.db import STATE_FILE
@@ -39,6 +40,7 @@ def test_alerts_lists_only_alerts_younger_than_the_max_age(tmp_path, capsys, no_
     assert "T1 SAG OLD" in out and "T2 AX NEW" in out and "older alert" not in out
 
 
+@pytest.mark.slow
 def test_the_reminder_at_start_leaves_out_old_alerts(tmp_path, capsys, no_system_config):
     state = tmp_path / "state"
     _two_alerts(state)

@@ -122,6 +122,7 @@ def test_it_finds_the_state_through_the_same_config_lookup_as_every_command(
     assert f"state {site / 'state.sqlite'}: 60 results, 25 labelled series" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_plot_writes_a_png(site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     pytest.importorskip("matplotlib")
     png = tmp_path / "scores.png"

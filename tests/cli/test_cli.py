@@ -55,11 +55,13 @@ def test_replay_copies_layout(tmp_path, shared_dicom, capsys):
     assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == sorted(p.name for p in src.iterdir())
 
 
+@pytest.mark.slow
 def test_doctor_flags_missing_folder(tmp_path, capsys):
     assert main(["doctor", "--folder", str(tmp_path / "missing"), "--state-dir", str(tmp_path / "s")]) == 1
     assert "does not exist" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [[], ["--scorer", "classical"]])
 def test_demo_without_shared_data_uses_generated_phantoms(capsys, monkeypatch, args):
     import mediqa.agent.samples as samples
@@ -88,6 +90,7 @@ def test_doctor_shows_model_and_backend_chain(tmp_path, capsys):
     assert "backend in use" in out and "onnxruntime" in out.lower()
 
 
+@pytest.mark.slow
 def test_watch_command_runs_and_exits_when_idle(tmp_path, shared_dicom, capsys):
     from mediqa.cli.replay import replay
 
@@ -100,6 +103,7 @@ def test_watch_command_runs_and_exits_when_idle(tmp_path, shared_dicom, capsys):
     assert "STD BRAIN 5MM" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_doctor_show_config(tmp_path, capsys):
     export = tmp_path / "export"
     export.mkdir()
@@ -107,6 +111,7 @@ def test_doctor_show_config(tmp_path, capsys):
     assert "quiet_period_s" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [["export", "onnx", "model.pt"], ["eval", "model.pt", "--data", "d"]])
 def test_command_without_its_extra_says_which_to_install(tmp_path, argv):
     """Without torch (a runtime-only install) the training commands are one line, never a traceback."""
@@ -149,6 +154,7 @@ def test_a_yaml_tag_in_set_is_one_line_exit_1(tmp_path, capsys):
     assert rc == 1 and err.startswith("mediqa watch: error:") and err.count("\n") == 1, err
 
 
+@pytest.mark.slow
 def test_watch_keeps_its_state_private(tmp_path, capsys):
     import os
     import stat
@@ -170,6 +176,7 @@ def test_watch_keeps_its_state_private(tmp_path, capsys):
         assert stat.S_IMODE(os.stat(tmp_path / "s" / name).st_mode) == 0o600, name
 
 
+@pytest.mark.slow
 def test_watch_opens_no_network_connection(tmp_path):
     """The agent's loop talks to nobody: no AF_INET/AF_INET6 socket connects, listens or sends while it
     watches and scores (importing pydicom makes urllib3 bind a probe socket to ::1 once; that is all).

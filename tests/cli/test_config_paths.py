@@ -54,6 +54,7 @@ def test_engine_list_looks_where_the_service_looks(system_config, tmp_path, caps
     assert f"engine cache {tmp_path / 'service-state' / 'engines'}:" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_doctor_says_which_config_it_used(system_config, tmp_path, capsys):
     (tmp_path / "export").mkdir()
     main(["doctor", "--folder", str(tmp_path / "export"), "--scorer", "classical"])

@@ -9,6 +9,8 @@ import sys
 import time
 import urllib.request
 
+import pytest
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -16,6 +18,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_console_command_serves_the_live_page(tmp_path):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mediqa.cli.main", "console", "--state-dir", str(tmp_path),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from contract_model import contract_model
 
 from mediqa.cli.main import main
 
 
+@pytest.mark.slow
 def test_build_without_golden_uses_bundled_samples(tmp_path, capsys, caplog):
     caplog.set_level("INFO")
     model = tmp_path / "m.onnx"

@@ -67,6 +67,7 @@ def _doctor(tmp_path, listen, monkeypatch, capsys):
     return rc, capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_healthy_service_and_its_metrics(tmp_path, service, monkeypatch, capsys):
     listen, handler = service
     rc, out = _doctor(tmp_path, listen, monkeypatch, capsys)
@@ -77,6 +78,7 @@ def test_a_healthy_service_and_its_metrics(tmp_path, service, monkeypatch, capsy
     assert handler.seen[:2] == ["/healthz", "/metrics"]
 
 
+@pytest.mark.slow
 def test_a_degraded_service_shows_its_reasons(tmp_path, service, monkeypatch, capsys):
     listen, handler = service
     handler.health = (503, {"status": "degraded", "reasons": ["state database not writable", "disk full"]})
@@ -86,6 +88,7 @@ def test_a_degraded_service_shows_its_reasons(tmp_path, service, monkeypatch, ca
     assert "state database not writable; disk full" in line
 
 
+@pytest.mark.slow
 def test_no_service_is_not_running(tmp_path, monkeypatch, capsys):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))

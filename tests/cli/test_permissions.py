@@ -91,6 +91,7 @@ def test_alerts_ack_with_an_answer_that_does_not_fit_is_one_line(tmp_path, capsy
 
 # --- as another user -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_alerts_on_the_service_state_as_an_admin_is_one_line_with_the_remedy(shared_tmp):
     state = shared_tmp / "state"
     make_state(state)
@@ -102,6 +103,7 @@ def test_alerts_on_the_service_state_as_an_admin_is_one_line_with_the_remedy(sha
     assert sorted(p.name for p in state.iterdir()) == ["results.jsonl", "state.sqlite"]
 
 
+@pytest.mark.slow
 def test_a_database_the_user_may_read_but_whose_wal_it_cannot_write(shared_tmp):
     state = shared_tmp / "state"
     make_state(state)
@@ -139,6 +141,7 @@ def _watch(export, state):
             "--exit-when-idle", "0.2"]
 
 
+@pytest.mark.slow
 def test_watch_on_an_export_folder_it_cannot_read(shared_tmp, export):
     restrict(export, 0o700)
     run = run_as_other_user(_watch(export, _writable_state(shared_tmp)), shared_tmp)
@@ -146,6 +149,7 @@ def test_watch_on_an_export_folder_it_cannot_read(shared_tmp, export):
     assert "is not readable by user" in run.stderr and "grant read access" in run.stderr
 
 
+@pytest.mark.slow
 def test_watch_with_a_state_dir_it_cannot_write(shared_tmp, export):
     state = shared_tmp / "state"
     state.mkdir()
@@ -155,6 +159,7 @@ def test_watch_with_a_state_dir_it_cannot_write(shared_tmp, export):
     assert f"state dir {state} is not writable" in run.stderr and f"{REMEDY} watch" in run.stderr
 
 
+@pytest.mark.slow
 def test_watch_with_a_state_dir_it_cannot_create(shared_tmp, export):
     parent = shared_tmp / "lib"
     parent.mkdir()
@@ -164,6 +169,7 @@ def test_watch_with_a_state_dir_it_cannot_create(shared_tmp, export):
     assert "cannot be created" in run.stderr and REMEDY in run.stderr
 
 
+@pytest.mark.slow
 def test_watch_with_a_database_owned_by_the_service_user(shared_tmp, export):
     state = _writable_state(shared_tmp)
     make_state(state)
@@ -173,6 +179,7 @@ def test_watch_with_a_database_owned_by_the_service_user(shared_tmp, export):
     assert "state.sqlite" in run.stderr and REMEDY in run.stderr
 
 
+@pytest.mark.slow
 def test_score_on_a_folder_it_cannot_read(shared_tmp, export):
     restrict(export, 0o700)
     run = run_as_other_user(["score", str(export), "--scorer", "classical"], shared_tmp)
@@ -180,6 +187,7 @@ def test_score_on_a_folder_it_cannot_read(shared_tmp, export):
     assert "is not readable by user" in run.stderr
 
 
+@pytest.mark.slow
 def test_score_with_the_service_engine_cache_out_of_reach(shared_tmp, export):
     state = shared_tmp / "state"
     state.mkdir()

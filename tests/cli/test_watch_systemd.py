@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from mediqa.agent.samples import write_phantom_ct
 
 
@@ -25,6 +27,7 @@ def _messages(sock: socket.socket, until: str, timeout_s: float) -> list[str]:
     return got
 
 
+@pytest.mark.slow
 def test_watch_tells_systemd_it_is_ready_and_stopping(tmp_path):
     export = tmp_path / "export"
     write_phantom_ct(export / "a", noise_hu=4.0, seed=0, slices=4, size=96)

@@ -50,6 +50,7 @@ def test_mr_percentiles_per_slice_as_training_and_caller_norm() -> None:
     assert normalise(vol, "MR", CARD, mr_norm=(0.0, 2000.0)).max() < 0  # training's per-sample norm wins
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name", ["dcm_qa_ct/In/GE", "dcm_qa_philips_enh/In/cl", "dcm_qa_nih/In/20180918GE/mr_0004"])
 def test_crops_are_deterministic_on_the_body_and_in_range(name: str, shared_layouts: dict) -> None:

@@ -30,6 +30,7 @@ def _model_and_card() -> tuple[torch.nn.Module, ModelCard]:
     return model, card
 
 
+@pytest.mark.slow
 def test_export_contract_and_parity(tmp_path: Path) -> None:
     model, card = _model_and_card()
     report = export_onnx(model, card, tmp_path / "m.onnx")
@@ -51,6 +52,7 @@ def test_export_contract_and_parity(tmp_path: Path) -> None:
         assert q.shape == (n,) and phys.shape == (n, 2)
 
 
+@pytest.mark.slow
 def test_decomposed_layernorm_is_refused(tmp_path: Path) -> None:
     model, card = _model_and_card()
     report = export_onnx(model, card, tmp_path / "m.onnx")
@@ -61,6 +63,7 @@ def test_decomposed_layernorm_is_refused(tmp_path: Path) -> None:
         export_onnx(model, card, tmp_path / "old.onnx", opset=16)
 
 
+@pytest.mark.slow
 def test_cli_export_from_checkpoint(tmp_path: Path) -> None:
     model, card = _model_and_card()
     ckpt = tmp_path / "last.pt"

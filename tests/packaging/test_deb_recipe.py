@@ -155,6 +155,7 @@ SHELL_SCRIPTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX shells")
 @pytest.mark.parametrize(("shell", "script"), [(sh, s) for sh, names in SHELL_SCRIPTS.items() for s in names])
 def test_shell_scripts_parse(shell: str, script: str) -> None:

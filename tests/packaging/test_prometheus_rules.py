@@ -35,6 +35,7 @@ def test_promtool_check_rules():
     assert "SUCCESS: 11 rules found" in done.stdout
 
 
+@pytest.mark.slow
 @needs_promtool
 def test_promtool_test_rules():
     done = _promtool("test", "rules", *TESTS)

@@ -29,6 +29,7 @@ def test_phantom_is_deterministic_with_a_seed_and_varies_between_patients():
     assert len(set(widths)) == 3, widths  # every slice is another patient
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("region", ["chest", "abdomen"])
 def test_phantom_hu_ranges_are_those_of_body_ct(region):
     img = phantom_slice(region, np.random.default_rng(3), contrast=True)
@@ -44,6 +45,7 @@ def test_phantom_hu_ranges_are_those_of_body_ct(region):
         assert ((img > -900) & (img < -700)).sum() > 5000  # lungs
 
 
+@pytest.mark.slow
 def test_contrast_brightens_vessels_and_organs():
     plain = phantom_slice("abdomen", np.random.default_rng(5), contrast=False)
     enhanced = phantom_slice("abdomen", np.random.default_rng(5), contrast=True)
@@ -78,6 +80,7 @@ def _config(sources: list[dict]) -> DataConfig:
     return cfg
 
 
+@pytest.mark.slow
 def test_phantom_source_loads_as_clean_anatomy_without_slab_neighbours():
     cfg = _config([{"name": "phantom_chest", "kind": "body_phantom", "path": "chest", "anatomy": "chest",
                     "image_type": "ct_soft", "slices": 2, "slice_range": [0.0, 1.0]}])

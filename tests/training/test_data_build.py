@@ -60,6 +60,7 @@ def test_rebuild_gives_the_same_bytes_whatever_the_worker_count(tiny_build: Path
     assert ma == mb
 
 
+@pytest.mark.slow
 def test_manifest_follows_the_format(built: Path) -> None:
     path = built
     m = json.loads((path / "manifest.json").read_text())
@@ -95,6 +96,7 @@ def test_splits_never_cut_a_series_and_hold_out_vendors(built: Path) -> None:
     assert {s["modality"] for s in m["samples"] if s["split"] == "test"} == {"CT", "MR"}
 
 
+@pytest.mark.slow
 def test_preview_cli_writes_a_png(built: Path, tmp_path: Path) -> None:
     out = tmp_path / "grid.png"
     assert main(["data", "preview", str(built), "--out", str(out)]) == 0

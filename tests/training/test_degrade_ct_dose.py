@@ -42,6 +42,7 @@ def _check_inverse_sqrt(image: np.ndarray, spacing: float, views: int, doses: tu
     return noise
 
 
+@pytest.mark.slow
 def test_phantom_noise_follows_inverse_sqrt_dose() -> None:
     noise = _check_inverse_sqrt(_scanned_phantom(), SPACING, 180, DOSES)
     assert noise[-1] > 2.5 * noise[0]
@@ -58,6 +59,7 @@ def test_real_head_ct_noise_follows_inverse_sqrt_dose() -> None:
     _check_inverse_sqrt(image, layout.pixel_spacing[0], 360, (1.0, 0.5, 0.25, 0.05))
 
 
+@pytest.mark.slow
 def test_full_dose_returns_the_source_and_records_parameters() -> None:
     image = _scanned_phantom()
     proj = Projection.of(image, SPACING, 90)
@@ -72,6 +74,7 @@ def test_full_dose_returns_the_source_and_records_parameters() -> None:
         simulate_dose(proj, 0.0, calib, np.random.default_rng(0))
 
 
+@pytest.mark.slow
 def test_noise_is_ramp_filtered_not_white() -> None:
     """FBP noise has a ramp-shaped power spectrum (no power near DC); white image noise is flat."""
     proj = Projection.of(ct_head(192), SPACING, 180)

@@ -57,6 +57,7 @@ def test_eval_table_and_onnx_parity(tmp_path: Path) -> None:
     assert "| ours, 1 + 1 epochs |" in (tmp_path / "ev_label" / "table.md").read_text()
 
 
+@pytest.mark.slow
 def test_eval_of_an_untrained_checkpoint_and_its_onnx_copy(tmp_path: Path) -> None:
     """The fast lane's end-to-end eval: no training, the tiny recipe's freshly initialised network."""
     import torch

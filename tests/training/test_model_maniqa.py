@@ -22,6 +22,7 @@ def _inputs(n: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(n, 3, 32, 32) * 2 - 1, torch.tensor([[2, 1, 3, 4]] * n)
 
 
+@pytest.mark.slow
 def test_forward_shapes_and_score_range_scaling() -> None:
     model = build_model(TINY, torch.tensor([[-5.0, 0.0], [0.0, 1.0], [1.0, 3.0]])).eval()
     image, prompt = _inputs()

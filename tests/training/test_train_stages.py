@@ -27,6 +27,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return data, out
 
 
+@pytest.mark.slow
 def test_one_short_epoch_per_stage_writes_every_stage_file(tmp_path: Path) -> None:
     """The fast lane's run of ``run_stage``: one epoch of 16 samples per stage, 8 validation samples, one
     torch thread (two threads contend on a busy 2-core machine: 10 s instead of 2 s)."""

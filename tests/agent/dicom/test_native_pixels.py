@@ -44,6 +44,7 @@ def test_pydicoms_own_test_files():
     assert checked >= 5
 
 
+@pytest.mark.slow
 def test_every_uncompressed_shared_file():
     if not SHARED.is_dir():
         pytest.skip(f"the shared DICOM data is not at {SHARED}")

@@ -127,6 +127,7 @@ def test_old_series_at_first_start_are_history_and_raise_nothing(tmp_path, caplo
         reader.close()
 
 
+@pytest.mark.slow
 def test_max_age_zero_turns_history_scoring_off(tmp_path):
     """The same old noisy series with ``alerts.max_age_h: 0`` alerts as it always did (the switch works)."""
     export = tmp_path / "export"

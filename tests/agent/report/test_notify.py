@@ -157,6 +157,7 @@ def notifier(db: StateDB, cfg: NotifySettings, **kw: Any) -> Notifier:
 
 # --- one delivery per retake -----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_one_retake_is_delivered_once_and_an_ok_result_not_at_all(state, receivers):
     db, store = state
     rx = receivers()
@@ -265,6 +266,7 @@ def test_a_failing_destination_does_not_hold_up_another(state, receivers):
 
 # --- restarts ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_each_retake_is_delivered_once_across_restarts_and_re_enqueueing(state, receivers, tmp_path, caplog):
     db, store = state
     rx = receivers(delay_s=0.2)
@@ -292,6 +294,7 @@ def test_each_retake_is_delivered_once_across_restarts_and_re_enqueueing(state, 
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+@pytest.mark.slow
 def test_a_send_cut_by_a_crash_is_sent_again_after_its_lease_and_only_once(state, receivers):
     db, store = state
     rx = receivers()
@@ -308,6 +311,7 @@ def test_a_send_cut_by_a_crash_is_sent_again_after_its_lease_and_only_once(state
     assert len(rx.bodies) == 1 and rows(db)[0][3] == 2
 
 
+@pytest.mark.slow
 def test_sending_never_holds_the_state_database(state, receivers):
     db, store = state
     rx = receivers(delay_s=0.8)  # a slow destination

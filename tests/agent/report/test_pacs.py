@@ -46,6 +46,7 @@ def _storescp(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         yield peer
 
 
+@pytest.mark.slow
 def test_sr_reaches_storescp(storescp, sr_file):
     port, out = storescp
     statuses = send_files([sr_file], "127.0.0.1", port, "PACS", "MEDIQA", timeout_s=10)
@@ -73,6 +74,7 @@ def test_nothing_listening_is_a_clear_error(sr_file):
     assert "cannot connect" in str(info.value) and info.value.remedy
 
 
+@pytest.mark.slow
 def test_a_silent_peer_times_out(sr_file):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
         silent.bind(("127.0.0.1", 0))
@@ -84,6 +86,7 @@ def test_a_silent_peer_times_out(sr_file):
     assert "no answer" in str(info.value) and "1" in str(info.value)
 
 
+@pytest.mark.slow
 def test_refusals_say_what_to_fix(sr_file, series):
     ae = AE("PACS")
     ae.add_supported_context("1.2.840.10008.5.1.4.1.1.2")  # CT only: no SR storage

@@ -75,6 +75,7 @@ def test_prune_by_age_then_by_size_touching_only_sheets(tmp_path):
     assert prune_sheets(tmp_path / "none", 1, 1) == 0
 
 
+@pytest.mark.slow
 def test_the_writer_draws_off_the_calling_thread_and_stops(tmp_path, noisy):
     records, analysis = noisy
     writer = SheetWriter(tmp_path, max_pending=2)

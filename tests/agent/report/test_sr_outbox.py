@@ -162,6 +162,7 @@ def test_orthanc_receives_the_series_and_files_its_sr_under_the_same_study(tmp_p
     assert result.decision == "ok"
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings(UNCLOSED)
 def test_a_pacs_that_is_down_keeps_the_sr_pending_then_it_is_sent_exactly_once_across_restarts(tmp_path, clean):
     port = free_port()  # nothing listens there yet

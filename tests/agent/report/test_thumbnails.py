@@ -35,6 +35,7 @@ def test_sheet_is_a_png_with_one_tile_per_slice(name: str, shared_layouts: dict,
     assert not list(out.parent.glob("*.tmp"))
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_sheet_without_scores_and_for_a_single_slice(shared_series: dict, tmp_path: Path) -> None:
     from mediqa.agent.dicom.volume import plan_series

@@ -38,6 +38,7 @@ def _config(tmp_path: Path, model: Path, retake_below: float = 2.0):
     return dataclasses.replace(cfg, thresholds=thresholds)
 
 
+@pytest.mark.slow
 def test_learned_scorer_scores_real_ct_and_explains(tmp_path, model_path, shared_dicom):
     cfg = _config(tmp_path, model_path, retake_below=4.5)  # every series is a retake: check the words
     scorer = LearnedScorer.from_config(cfg)

@@ -238,6 +238,7 @@ def test_doctor_shows_the_override_as_a_warning(tmp_path, capsys):
         line for line in out.splitlines() if " scorer " in line)
 
 
+@pytest.mark.slow
 def test_doctor_on_the_shipped_model(tmp_path, capsys):
     rc, out, gate = _doctor(tmp_path, capsys)
     assert rc == 0, out

@@ -51,6 +51,7 @@ def test_candidates_are_every_slice_of_a_short_series_and_a_bounded_stride_of_a_
         assert np.array_equal(c, candidate_indices(n))  # a function of n alone
 
 
+@pytest.mark.slow
 def test_completion_decodes_at_most_the_candidates(long_layout: SeriesLayout, monkeypatch) -> None:
     calls = _counting(monkeypatch)
     values = saliency_from_store(long_layout, {})

@@ -87,6 +87,7 @@ def _spooled(spool: Path) -> list[Path]:
     return sorted(p for p in spool.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 def test_echo_answers_and_spools_nothing(tmp_path):
     rec = Recorder()
     with _node(tmp_path / "spool", rec) as node:
@@ -131,6 +132,7 @@ def test_storescu_series_arrives_complete_once_each(tmp_path, phantom, caplog):
     assert "PHANTOM" not in caplog.text and not any(uid in caplog.text for uid in sent)
 
 
+@pytest.mark.slow
 def test_unknown_calling_ae_is_refused_and_logged_without_phi(tmp_path, phantom, caplog):
     caplog.set_level(logging.INFO, logger="mediqa")
     rec = Recorder()
@@ -147,6 +149,7 @@ def test_unknown_calling_ae_is_refused_and_logged_without_phi(tmp_path, phantom,
     assert len(refusals) == 1 and "calling AE" in refusals[0] and "PHANTOM" not in caplog.text
 
 
+@pytest.mark.slow
 def test_address_outside_the_allow_list_is_refused(tmp_path, phantom):
     rec = Recorder()
     with _node(tmp_path / "spool", rec, allowed_addresses=("10.0.0.0/8", "192.168.1.7")) as node:
@@ -157,6 +160,7 @@ def test_address_outside_the_allow_list_is_refused(tmp_path, phantom):
         assert _storescu(node.address[1], phantom[:1]).returncode == 0
 
 
+@pytest.mark.slow
 def test_beyond_max_associations_is_refused_transiently(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="mediqa")
     rec = Recorder()
@@ -174,6 +178,7 @@ def test_beyond_max_associations_is_refused_transiently(tmp_path, caplog):
     assert [m for m in caplog.messages if "refused" in m and "CT01" in m]
 
 
+@pytest.mark.slow
 def test_full_spool_is_out_of_resources_and_nothing_half_written(tmp_path, phantom):
     rec = Recorder()
     spool = tmp_path / "spool"
@@ -197,6 +202,7 @@ def test_full_spool_is_out_of_resources_and_nothing_half_written(tmp_path, phant
         pydicom.dcmread(f).pixel_array  # noqa: B018 (complete)
 
 
+@pytest.mark.slow
 def test_leftover_part_files_are_removed_at_start_and_kept_files_counted(tmp_path):
     spool = tmp_path / "spool"
     (spool / "20240101T000000-abcd1234").mkdir(parents=True)
@@ -254,6 +260,7 @@ def test_kill_9_while_receiving_leaves_no_file_under_a_final_name(tmp_path, phan
     assert _spooled(spool) == []
 
 
+@pytest.mark.slow
 def test_only_ct_and_mr_storage_is_negotiated(tmp_path):
     rec = Recorder()
     with _node(tmp_path / "spool", rec) as node:
@@ -276,6 +283,7 @@ def test_only_ct_and_mr_storage_is_negotiated(tmp_path):
     assert str(RLELossless) in map(str, accepted_transfer_syntaxes())
 
 
+@pytest.mark.slow
 def test_rle_compressed_file_arrives_bit_exact(tmp_path, phantom):
     ds = pydicom.dcmread(phantom[0])
     ds.compress(RLELossless)
@@ -291,6 +299,7 @@ def test_rle_compressed_file_arrives_bit_exact(tmp_path, phantom):
     assert (got.pixel_array == pydicom.dcmread(phantom[0]).pixel_array).all()
 
 
+@pytest.mark.slow
 def test_release_and_prune(tmp_path, phantom):
     spool = tmp_path / "spool"
     rec = Recorder()
@@ -313,6 +322,7 @@ def test_release_and_prune(tmp_path, phantom):
     assert _spooled(spool) == [] and list(spool.iterdir()) == []  # the empty association folder went too
 
 
+@pytest.mark.slow
 def test_stop_aborts_an_open_association_and_joins_its_threads(tmp_path, phantom):
     rec = Recorder()
     node = _node(tmp_path / "spool", rec)
@@ -336,6 +346,7 @@ def test_stop_aborts_an_open_association_and_joins_its_threads(tmp_path, phantom
     node.stop()  # idempotent
 
 
+@pytest.mark.slow
 def test_ipv6_loopback(tmp_path):
     try:
         with socket.socket(socket.AF_INET6) as probe:

@@ -83,6 +83,7 @@ def test_received_series_are_scored_ok_and_retake_echo_answers_unknown_ae_refuse
     assert [m for m in caplog.messages if "refused" in m and "INTRUDER" in m]
 
 
+@pytest.mark.slow
 def test_keep_hours_0_deletes_received_files_once_their_series_is_scored(tmp_path, clean):
     with running_site(tmp_path, node={"keep_hours": 0.0}) as site:
         assert storescu(site.feed.address[1], clean).returncode == 0
@@ -93,6 +94,7 @@ def test_keep_hours_0_deletes_received_files_once_their_series_is_scored(tmp_pat
     assert list((site.state / "spool").iterdir()) == []  # the association's folder went too
 
 
+@pytest.mark.slow
 def test_files_in_the_spool_at_start_are_offered_and_prune_spares_what_is_not_scored(tmp_path, clean, noisy):
     """Deterministic: the agent is stepped with a fake clock; the node is real."""
     now = [1000.0]

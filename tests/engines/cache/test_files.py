@@ -31,6 +31,7 @@ def _start_holder(lock: Path, flag: Path, hold_s: float) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow
 def test_lock_excludes_a_second_process(tmp_path):
     lock, flag = tmp_path / ".lock", tmp_path / "flag"
     proc = _start_holder(lock, flag, 1.5)

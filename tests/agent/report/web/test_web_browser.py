@@ -60,6 +60,7 @@ def test_a_retake_card_appears_with_its_reason_and_thumbnail(state, console, pha
     assert page.errors == []
 
 
+@pytest.mark.slow
 def test_acknowledging_in_the_page_records_the_feedback(state, console, phantoms, page):
     bad = state.add(*phantoms["retake"])
     ok = state.add(*phantoms["ok"])
@@ -86,6 +87,7 @@ def test_acknowledging_in_the_page_records_the_feedback(state, console, phantoms
     assert page.errors == []
 
 
+@pytest.mark.slow
 def test_a_restart_while_the_page_is_open_loses_no_card(state, phantoms, page):
     server = launch(state, heartbeat_s=0.5)
     port = server.port
@@ -159,6 +161,7 @@ class _Evil(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_a_cross_site_page_cannot_post_feedback(state, console, phantoms, page):
     rid = state.add(*phantoms["retake"])
     handler = type("Evil", (_Evil,), {"target": console.url, "csrf": console.app.guard.csrf, "rid": rid})
@@ -176,6 +179,7 @@ def test_a_cross_site_page_cannot_post_feedback(state, console, phantoms, page):
     assert feedback_for(state.db, [rid]) == {}
 
 
+@pytest.mark.slow
 def test_the_detail_view_shows_sheet_scores_measures_and_takes_feedback(state, console, phantoms, page, artefacts):
     rid = state.add(*phantoms["retake"])
     page.goto(f"{console.url}series/{rid}")
@@ -195,6 +199,7 @@ def test_the_detail_view_shows_sheet_scores_measures_and_takes_feedback(state, c
     assert page.errors == []
 
 
+@pytest.mark.slow
 def test_the_token_once_in_the_address_then_the_cookie(state, phantoms, page):
     token = "k" * 24
     server = launch(state, cfg=ConsoleConfig(listen="127.0.0.1:0", token=token))

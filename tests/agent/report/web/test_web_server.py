@@ -106,6 +106,7 @@ def _events(server, headers=None, path="/events", want=1, timeout=5.0, on_open=N
     return events
 
 
+@pytest.mark.slow
 def test_events_carry_ids_and_resume_after_the_last_id(state, phantoms):
     first = [state.add(*phantoms["ok"]) for _ in range(3)]
     server = launch(state, heartbeat_s=0.3)
@@ -131,6 +132,7 @@ def test_events_carry_ids_and_resume_after_the_last_id(state, phantoms):
         server.stop()
 
 
+@pytest.mark.slow
 def test_the_stream_leaves_out_results_older_than_the_max_age(state, phantoms):
     old = state.add(*phantoms["retake"])
     with state.db.transaction() as conn:  # an alert nobody answered, committed 7 h ago
@@ -148,6 +150,7 @@ def test_the_stream_leaves_out_results_older_than_the_max_age(state, phantoms):
         server.stop()
 
 
+@pytest.mark.slow
 def test_healthz_reports_the_providers_reasons(state, phantoms):
     reasons = []
     server = launch(state, status=lambda: AgentStatus(folder="export", backend="numpy", reasons=tuple(reasons)))
