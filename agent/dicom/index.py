@@ -31,6 +31,8 @@ from mediqa.agent.dicom.records import (
     clean_text,
     printable_path,
 )
+from mediqa.agent.dicom.values import first_float as _float
+from mediqa.agent.dicom.values import value_list as _list
 from mediqa.agent.watch.walk import walk_files
 from mediqa.errors import DicomSkip
 
@@ -445,26 +447,8 @@ def _meta(ds: Dataset, name: str) -> str:
     return str(meta.get(name, "")) if meta is not None else ""
 
 
-def _list(value: Any) -> list[Any]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return list(value)
-    return [value]
-
-
 def _texts(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in _list(value)[:TUPLE_LIMIT])
-
-
-def _float(value: Any) -> float | None:
-    """The first value as a finite float; None when absent, not a number, infinite or NaN."""
-    try:
-        items = _list(value)
-        f = float(items[0]) if items else None
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return f if f is not None and math.isfinite(f) else None
 
 
 def _floats(value: Any) -> list[float] | None:

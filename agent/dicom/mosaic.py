@@ -32,6 +32,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
+from mediqa.agent.dicom.values import first_float as _float
+from mediqa.agent.dicom.values import value_list as _list
+
 SIEMENS_MOSAIC_TILES = Tag(0x0019, 0x100A)
 CSA_IMAGE, CSA_SERIES = Tag(0x0029, 0x1010), Tag(0x0029, 0x1020)
 UIH_SLICES, UIH_VFRAMES = Tag(0x0065, 0x1050), Tag(0x0065, 0x1051)
@@ -206,25 +209,8 @@ def _bytes(element: Any) -> bytes:
     return bytes(value) if isinstance(value, (bytes, bytearray)) else b""
 
 
-def _list(value: Any) -> list[Any]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return list(value)
-    return [value]
-
-
 def _first(values: list[str] | None) -> str | None:
     return values[0] if values else None
-
-
-def _float(value: Any) -> float | None:
-    try:
-        items = _list(value)
-        f = float(items[0]) if items else None
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return f if f is not None and math.isfinite(f) else None
 
 
 def _floats(value: Any, n: int) -> list[float] | None:
