@@ -116,3 +116,10 @@ def test_malloc_is_tuned_where_glibc_is():
     from mediqa.agent.loop.memory import _malloc_trim, tune_malloc
 
     assert tune_malloc() == (sys.platform.startswith("linux") and _malloc_trim() is not None)
+
+
+def test_a_sites_own_malloc_settings_are_left_alone(monkeypatch):
+    from mediqa.agent.loop.memory import tune_malloc
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert tune_malloc() is False
