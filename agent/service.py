@@ -199,7 +199,8 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, SaliencyJob):
         """Idle after a backlog: give the memory it took back (``loop.memory``), stop the reading workers."""
         self._indexed_since_release = 0
         self._directions.clear()
-        self._pool.close()
+        if not self.config.ingest.read_workers_warm:
+            self._pool.close()
         trimmed = release_memory(lambda: self.db.query("PRAGMA shrink_memory"))
         log.debug("idle after a backlog: memory released%s", " (heap trimmed)" if trimmed else "")
 

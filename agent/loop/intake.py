@@ -179,6 +179,8 @@ class IntakeJob(LoopBase):
             self._pool.submit(ready[:max(0, POOL_AHEAD - self._pool.in_flight())], self.config.ingest)
         elif ready:
             outcomes.extend(self._read_here(ready, everything=bool(lost)))
+        elif self.config.ingest.read_workers_warm:
+            self._pool.ready()  # kept up: the next export's first batch needs no start-up
         elif not self._pool.in_flight():
             self._pool.close_if_idle()
         if not outcomes and self._pool.in_flight():  # nothing else to record: give the workers a moment

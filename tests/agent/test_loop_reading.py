@@ -10,6 +10,7 @@ import pytest
 from test_reliability_support import Clock, agent, copy, make_series, settle
 
 import mediqa.agent.loop.intake as intake
+import mediqa.agent.loop.reading as reading
 
 
 @pytest.fixture
@@ -87,3 +88,24 @@ def test_a_worker_that_dies_makes_the_batch_read_in_the_loop(tmp_path, small_bat
         a.close()
     assert sorted(r.n_instances for r in results) == [9, 9]
     assert "reading in the agent's process" in caplog.text
+
+
+def test_warm_workers_are_started_with_nothing_to_read_and_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(reading, "POOL_IDLE_S", 0.0)
+    export, clock = tmp_path / "export", Clock()
+    export.mkdir()
+    cold = agent(tmp_path / "cold", export, clock, [])
+    try:
+        cold.step()
+        assert cold._pool._executor is None  # started only for a big batch
+    finally:
+        cold.close()
+    warm = agent(tmp_path / "warm", export, clock, [], ingest={"read_workers_warm": True})
+    try:
+        warm.step()
+        assert warm._pool._executor is not None
+        warm._release_memory()
+        warm.step()
+        assert warm._pool._executor is not None  # neither idleness nor a memory release stops them
+    finally:
+        warm.close()
