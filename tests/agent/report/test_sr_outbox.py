@@ -34,16 +34,6 @@ def _series(dest: Path, noise_hu: float, seed: int) -> list[Path]:
     return sorted(dest.glob("*.dcm"))
 
 
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    return _series(tmp_path_factory.mktemp("clean"), 4.0, 0)
-
-
-@pytest.fixture(scope="module")
-def noisy(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    return _series(tmp_path_factory.mktemp("noisy"), 60.0, 1)
-
-
 def _wait(predicate, timeout_s: float = 30.0, what: str = "condition") -> None:
     end = time.monotonic() + timeout_s
     while not predicate():

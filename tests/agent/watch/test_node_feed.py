@@ -21,27 +21,11 @@ import pydicom
 import pytest
 from dicom_peers import agent_config, echoscu, running_site, storescu
 
-from mediqa.agent.samples import write_phantom_ct
 from mediqa.agent.scoring.classical import ClassicalScorer
 from mediqa.agent.service import Agent
 from mediqa.agent.watch.dicom_node import DicomNodeConfig
 from mediqa.agent.watch.node_feed import NodeFeed
 from mediqa.errors import ConfigError
-
-
-def _series(dest: Path, noise_hu: float, seed: int) -> list[Path]:
-    write_phantom_ct(dest, noise_hu=noise_hu, seed=seed, slices=12, size=96)
-    return sorted(dest.glob("*.dcm"))
-
-
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    return _series(tmp_path_factory.mktemp("clean"), 4.0, 0)
-
-
-@pytest.fixture(scope="module")
-def noisy(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    return _series(tmp_path_factory.mktemp("noisy"), 60.0, 1)
 
 
 def _spooled(spool: Path) -> list[Path]:
