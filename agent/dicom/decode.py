@@ -27,7 +27,6 @@ from mediqa.agent.dicom.volume import (
     failure_message,
     mosaic_tile,
     native_pixels,
-    native_readable,
     rescale_problem,
     slice_failure,
     to_physical,
@@ -72,8 +71,9 @@ def _pixels(record: InstanceRecord) -> np.ndarray | str:
     ds = None
     try:
         check_unchanged(record.path, record.size)
-        if native_readable(record):
-            return native_pixels(record)
+        native = native_pixels(record)  # uncompressed and unchanged: read at the indexed offset
+        if native is not None:
+            return native
         ds = pydicom.dcmread(record.path)
         return np.asarray(ds.pixel_array)
     except INTERRUPTS:

@@ -192,10 +192,8 @@ class SeriesLayout:
         if ds is None:
             try:
                 check_unchanged(ref.path, record.size if record is not None else None)
-                if record is not None and native_readable(record):
-                    ds = cache[ref.path] = native_pixels(record)  # uncompressed: no second header parse
-                else:
-                    ds = cache[ref.path] = pydicom.dcmread(ref.path)  # parsed once per call, even for many frames
+                native = native_pixels(record) if record is not None else None  # uncompressed: no second parse
+                ds = cache[ref.path] = native if native is not None else pydicom.dcmread(ref.path)  # once per call
             except BaseException as exc:
                 if not isinstance(exc, INTERRUPTS):
                     cache[ref.path] = _Unreadable(exc)
@@ -225,39 +223,33 @@ class SeriesLayout:
 _PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"  # (7FE0,0010) PixelData, little endian
 
 
-def native_readable(record: InstanceRecord) -> bool:
-    """The record knows where the file's uncompressed pixels are, and the file still looks like the one
-    indexed: same size and mtime, the DICM preamble in place and the PixelData tag right before the offset
-    (a bad sector or a rewrite in place shows there). Else pydicom parses it again and judges what it holds."""
-    if record.native_pixels is None:
-        return False
-    offset = record.native_pixels[0]
-    try:
-        st = os.stat(record.path)
-        if (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns) or offset < 12:
-            return False
-        with open(record.path, "rb") as fh:
-            preamble = fh.read(132)
-            fh.seek(offset - 12)
-            before = fh.read(12)
-    except OSError:
-        return False
-    # explicit VR: tag, VR, 2 reserved bytes, 4-byte length (12 bytes); implicit VR: tag, length (8 bytes)
-    return preamble[128:132] == b"DICM" and _PIXEL_TAG_LE in (before[0:4], before[4:8])
-
-
-def native_pixels(record: InstanceRecord) -> np.ndarray:
+def native_pixels(record: InstanceRecord) -> np.ndarray | None:
     """Uncompressed pixels read straight from the file at the offset the indexer found: the array pydicom's
     ``pixel_array`` gives (same dtype, shape and values: unused high bits masked, or sign-extended when
     signed), without parsing the header a second time (that parse cost more than the pixels). A multi-frame
-    file gives the whole frames it holds (a missing one fails alone, as with pydicom)."""
-    assert record.native_pixels is not None
+    file gives the whole frames it holds (a missing one fails alone, as with pydicom).
+
+    None when the record has no offset or the file no longer looks like the one indexed: another size or
+    mtime, no DICM preamble, or no PixelData tag right before the offset (a bad sector or a rewrite in
+    place shows there). pydicom then parses it again and judges what it holds now.
+    """
+    if record.native_pixels is None:
+        return None
     offset, bits, stored, signed = record.native_pixels
     dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
     frames = record.number_of_frames
     frame_bytes = record.rows * record.columns * dtype.itemsize
+    if offset < 12:
+        return None
     with open(record.path, "rb") as fh:  # read-only, like everything the agent opens in the export folder
-        fh.seek(offset)
+        st = os.fstat(fh.fileno())
+        if (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns):
+            return None
+        preamble = fh.read(132)
+        fh.seek(offset - 12)
+        before = fh.read(12)  # explicit VR: tag, VR, 2 reserved bytes, length; implicit VR: tag, length
+        if preamble[128:132] != b"DICM" or _PIXEL_TAG_LE not in (before[0:4], before[4:8]):
+            return None
         data = fh.read(frame_bytes * frames)
     held = min(frames, len(data) // frame_bytes) if frame_bytes else 0
     if held == 0 or (frames == 1 and len(data) < frame_bytes):

@@ -34,6 +34,7 @@ def _same_as_pydicom(path: Path) -> bool:
         warnings.simplefilter("ignore")  # pydicom's own notes (excess padding...): the arrays are compared
         theirs = pydicom.dcmread(path).pixel_array
     ours = native_pixels(record)
+    assert ours is not None, path.name
     assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, path.name
     assert np.array_equal(ours, theirs), path.name
     return True
