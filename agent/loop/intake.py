@@ -30,7 +30,7 @@ from mediqa.agent.config import HeaderLimits
 from mediqa.agent.dicom.index import read_header
 from mediqa.agent.dicom.records import InstanceRecord
 from mediqa.agent.loop.base import LoopBase
-from mediqa.agent.loop.reading import POOL_MIN_READY, read_file
+from mediqa.agent.loop.reading import POOL_MIN_READY, Read, read_file
 from mediqa.agent.report.privacy import clean_text
 from mediqa.agent.series.tracker import FileOutcome
 from mediqa.agent.watch.walk import walk_files
@@ -169,7 +169,7 @@ class IntakeJob(LoopBase):
         again once writes work); a file that changed while it was read waits a new window.
         """
         done, lost = self._pool.harvest()
-        outcomes = [(out, st) for (path, st), (out, problem) in done if self._reported(path, problem)]
+        outcomes = self._from_workers(done)
         ready: list[tuple[str, os.stat_result]] = list(lost)  # a dead worker's files: read here, now
         for path, st in self.settler.ready(self._pool.taken):  # files inside their window are not even stat'ed
             if len(ready) >= INDEX_MAX_FILES:
@@ -185,7 +185,7 @@ class IntakeJob(LoopBase):
             self._pool.close_if_idle()
         if not outcomes and self._pool.in_flight():  # nothing else to record: give the workers a moment
             done, lost = self._pool.harvest(POOL_WAIT_S)
-            outcomes = [(out, st) for (path, st), (out, problem) in done if self._reported(path, problem)]
+            outcomes = self._from_workers(done)
             outcomes.extend(self._read_here(lost, everything=True))
         batch: list[FileOutcome] = []
         written: dict[str, float] = {}  # path -> when it was last written, on the agent's clock
@@ -210,12 +210,17 @@ class IntakeJob(LoopBase):
                 break
         return out
 
-    def _reported(self, path: str, problem: tuple[str, str, str] | None) -> bool:
-        """A worker's internal error is logged here (the workers log nothing); the outcome is kept either way."""
-        if problem is not None:
-            what, name, text = problem
-            self._internal_error_text(f"{what} {self.labels.label(path)}", name, text)
-        return True
+    def _from_workers(self, done: list[tuple[tuple[str, os.stat_result], Read]]
+                      ) -> list[tuple[FileOutcome, os.stat_result]]:
+        """The workers' outcomes, each with the loop's stat of its file; their internal errors are logged
+        here (the workers log nothing)."""
+        out = []
+        for (path, st), (outcome, problem) in done:
+            if problem is not None:
+                what, name, text = problem
+                self._internal_error_text(f"{what} {self.labels.label(path)}", name, text)
+            out.append((outcome, st))
+        return out
 
     def _record(self, batch: list[FileOutcome], written: dict[str, float]) -> None:
         self.tracker.apply(batch, self.config.ingest.max_retries)
