@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -40,6 +41,19 @@ def make_state(state_dir: Path, result: SeriesResult | None = None) -> int:
     return saved.result_id
 
 
+@functools.cache
+def _other_user_cannot_import() -> str:
+    """Why nobody cannot run this checkout's ``mediqa`` (e.g. a clone inside a ``mktemp -d`` folder, mode
+    0700), or "" when it can: then the permission tests would test the checkout's place, not the agent."""
+    probe = subprocess.run(["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}", "--clear-groups",
+                            sys.executable, "-c", "import mediqa.cli.main"], capture_output=True, text=True,
+                           timeout=120, cwd="/")
+    if probe.returncode == 0:
+        return ""
+    return (f"uid {OTHER_UID} (nobody) cannot import this checkout's mediqa ({probe.stderr.strip().splitlines()[-1]}): "
+            "a folder above it is not readable by others; chmod o+rx it to run the permission tests")
+
+
 def run_as_other_user(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """``mediqa ARGV`` as a user who does not own the state (as root: nobody, via setpriv; else ourselves).
 
@@ -51,6 +65,8 @@ def run_as_other_user(argv: list[str], cwd: Path) -> subprocess.CompletedProcess
     if os.geteuid() == 0:
         if shutil.which("setpriv") is None:
             pytest.skip("running as root without setpriv: cannot act as another user")
+        if why := _other_user_cannot_import():
+            pytest.skip(why)
         cmd = ["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}", "--clear-groups", *cmd]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
