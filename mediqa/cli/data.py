@@ -1,4 +1,4 @@
-"""``mediqa data build`` and ``mediqa data preview``: the training data set from the command line.
+"""``mediqa data build``, ``relabel`` and ``preview``: the training data set from the command line.
 
 Nothing heavy is imported here (the builder loads numpy, scipy,
 scikit-image and matplotlib only when a command runs), so ``mediqa --help`` stays fast. A build takes
@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
     p.add_argument("--split", default=None, help="only samples of this split")
     p.set_defaults(func=run_preview)
+    r = inner.add_parser("relabel", help="recompute quality labels and prompts of a built set (no new images)",
+                         description="Writes <name>-<version> beside the set (or under --out) with this "
+                                     "code's label rule; the arrays are hard-linked, not copied.")
+    r.add_argument("dataset", type=Path, help="a built data set folder, e.g. data-out/default-398f1c998fb6")
+    r.add_argument("--out", type=Path, default=None, help="parent folder (default: beside the data set)")
+    r.set_defaults(func=run_relabel)
     data.set_defaults(func=lambda args: _help(data))
 
 
@@ -69,6 +75,13 @@ def run_build(args: argparse.Namespace) -> int:
           f"({estimate.BUILD_BASIS})", file=sys.stdout, flush=True)
     result = builder.build(cfg, args.out, workers=args.workers, progress=not args.no_progress, plan=plan)
     print(f"{result.path}  ({result.n_samples} samples, {result.seconds:.0f} s)", file=sys.stdout)
+    return 0
+
+
+def run_relabel(args: argparse.Namespace) -> int:
+    from mediqa.training.datagen.relabel import relabel
+
+    print(relabel(args.dataset, args.out), file=sys.stdout)
     return 0
 
 

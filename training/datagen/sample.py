@@ -1,7 +1,8 @@
 """One stored sample: crop the degraded slice, compute its labels, describe it for the manifest.
 
 Labels come from the degradation's own parameters (exact) and from the full-reference proxy comparison
-with the clean slice on the clinical window; nothing is estimated after the fact.
+with the clean slice on the clinical window, capped by the severity ceiling of those parameters
+(labels/severity.py); nothing is estimated after the fact.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from mediqa.training.datagen.sources import SourceSeries
 from mediqa.training.degrade.base import Degraded
 from mediqa.training.labels.heads import head_labels
 from mediqa.training.labels.proxy import ProxyMapping, clinical_window, proxy_metric
+from mediqa.training.labels.severity import severity_ceiling
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ def make_sample(src: SourceSeries, slice_index: int, level: int, degraded: Degra
     window = clinical_window(src.modality, src.spec.anatomy, clean_crop, src.window)
     metric = proxy_metric(clean_crop, image, window)
     params = degraded.plain_params()
+    labels = head_labels(src.modality, degraded.kind, params)
+    ceiling = severity_ceiling(degraded.kind, labels)
     meta: dict[str, Any] = {
         "id": f"{src.spec.name}-z{slice_index:03d}-{degraded.kind}-{level}",
         "source": src.source_path,
@@ -73,8 +77,9 @@ def make_sample(src: SourceSeries, slice_index: int, level: int, degraded: Degra
         "prompt": {"dimension": src.dimension, "modality": src.modality, "anatomy": src.spec.anatomy,
                    "image_type": src.spec.image_type},
         "degradation": {"type": degraded.kind, "level": level, "params": params},
-        "labels": head_labels(src.modality, degraded.kind, params),
-        "quality": round(mapping(metric), 4),
+        "labels": labels,
+        "quality": round(min(mapping(metric), ceiling), 4),
+        "quality_ceiling": round(ceiling, 4),
         "quality_metric": round(metric, 6),
         "window": [round(float(w), 3) for w in window],
         "norm": _norm(src.modality, degraded.image),

@@ -45,7 +45,9 @@ class SourceSeries:
 
     @property
     def dimension(self) -> str:
-        return "3D" if self.volume.shape[0] > 1 else "2D"
+        # In the prompt vocabulary 2D means projection imaging (radiographs); CT and MR are cross-sectional
+        # even as one slice, and the agent sends 3D for them (agent/select/prompts.py), so training does too.
+        return "3D"
 
     def chosen_slices(self) -> list[int]:
         """``spec.slices`` indices evenly spaced over ``spec.slice_range`` of the stack (unique, sorted)."""

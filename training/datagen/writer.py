@@ -24,6 +24,7 @@ import mediqa
 import mediqa.measures
 from mediqa.training.datagen.config import DataConfig
 from mediqa.training.datagen.sample import Sample
+from mediqa.training.labels import severity
 from mediqa.training.labels.heads import HEADS
 from mediqa.training.labels.proxy import KIND, METRIC, ProxyMapping
 
@@ -65,6 +66,12 @@ def counts(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def quality_section(mapping: ProxyMapping) -> dict[str, Any]:
+    """How the manifest's ``quality`` values were made (docs/dataset-format.md)."""
+    return {"name": "proxy_quality", "scale": [0, 4], "metric": METRIC, "kind": KIND,
+            "mapping": mapping.describe(), "rule": severity.LABEL_RULE, "ceilings": severity.describe()}
+
+
 def write_dataset(out_dir: Path, cfg: DataConfig, samples: Sequence[Sample], splits: dict[str, str],
                   extra: dict[str, Any] | None = None) -> Path:
     """Write ``<out_dir>/<name>-<version>/`` and return its path."""
@@ -81,8 +88,7 @@ def write_dataset(out_dir: Path, cfg: DataConfig, samples: Sequence[Sample], spl
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": cfg.to_dict(), "crop_size": cfg.crop_size,
         "heads": [h.to_json() for h in HEADS],
-        "quality": {"name": "proxy_quality", "scale": [0, 4], "metric": METRIC, "kind": KIND,
-                    "mapping": mapping.describe()},
+        "quality": quality_section(mapping),
         "splits": dict(sorted(splits.items())),
         "counts": counts(entries),
         **(extra or {}),
