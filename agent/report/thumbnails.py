@@ -127,7 +127,9 @@ def contact_sheet(layout: SeriesLayout, result: ResultLike, out_path: str | os.P
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    sheet.save(tmp, format="PNG", optimize=True)
+    # zlib level 1: a sheet of ~90 KB either way, but `optimize=True` took 3.5x longer (683 vs 193 ms per
+    # sheet, measured under load), CPU the next series' indexing and scoring compete for on 2 cores.
+    sheet.save(tmp, format="PNG", compress_level=1)
     tmp.replace(out)  # a viewer never sees a half-written sheet
     log.info("series %s: contact sheet of %d slices written", layout.series_key, len(sel.indices))
     return out
