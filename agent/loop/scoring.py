@@ -48,7 +48,10 @@ class ScoringJob(LoopBase):
     def _score_due(self) -> list[SeriesResult]:
         results = []
         started = time.perf_counter()
+        contend = getattr(self.scorer, "set_contended", None)  # the learned scorer's; the classical has none
         for st in self._due():
+            if contend is not None:
+                contend(self._pool.in_flight() > 0)  # our reading workers hold both cores right now
             result = self._score_one(st)
             if result is not None:
                 results.append(result)

@@ -131,6 +131,12 @@ class LearnedScorer:
                 explanations[name] = HEAD_WORDS.get(name, name + " {v:.3g}").format(v=value)
         return measures, explanations
 
+    def set_contended(self, contended: bool) -> None:
+        self._backend.set_contended(contended)
+
+    def release_spare(self) -> None:
+        self._backend.release_spare()
+
     def close(self) -> None:
         self._backend.close()
 

@@ -51,6 +51,14 @@ class Backend(ABC):
         self.check_feed(feed)
         return self._infer(feed)
 
+    def set_contended(self, contended: bool) -> None:
+        """The machine's cores are busy with the agent's own work: a backend may use fewer threads."""
+        del contended  # a GPU or one-thread backend has nothing to change
+
+    def release_spare(self) -> None:
+        """Drop what ``set_contended`` made (the agent is idle); nothing by default."""
+        self._spare_released = True
+
     def close(self) -> None:
         if self._loaded:
             self._loaded = False

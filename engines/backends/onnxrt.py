@@ -52,16 +52,31 @@ class OrtBackend(Backend):
         # off, the agent's idle memory goes back down after scoring (measured: scripts/bench_agent.py --only ort).
         self.memory_arena = memory_arena
         self._session: Any = None
+        # While the agent's own reading workers keep both cores busy, two intra-op threads fight them and a
+        # series' pass gets slower than on one thread (docs/performance.md, "ONNX Runtime threads"): a
+        # one-thread session is made the first time that happens, used while it lasts, dropped at idle.
+        self._contended = False
+        self._narrow: Any = None
 
     def describe(self) -> str:
         extra = f"{self.threads} threads" if self.provider == "cpu" else f"GPU {self.gpu_index}"
         label = f" {self.label}" if self.label else ""
         return f"{self.name}{label} ({self.model_path.name}, {extra})"
 
-    def _load(self) -> None:
+    def set_contended(self, contended: bool) -> None:
+        self._contended = contended and self.provider == "cpu" and self.threads > 1
+
+    def release_spare(self) -> None:
+        self._narrow = None
+
+    @property
+    def threads_in_use(self) -> int:
+        return 1 if self._contended else self.threads
+
+    def _options(self, threads: int) -> Any:
         ort = import_ort()
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
+        opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         spin = "1" if self.spinning else "0"
@@ -69,6 +84,11 @@ class OrtBackend(Backend):
         opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
         opts.enable_cpu_mem_arena = self.memory_arena
         opts.log_severity_level = 3  # ORT's own warnings (fp16 cast insertion ...) stay out of the agent log
+        return opts
+
+    def _load(self) -> None:
+        ort = import_ort()
+        opts = self._options(self.threads)
         if self.provider == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise Skip("package", "onnxruntime has no CUDAExecutionProvider (the CPU-only package is "
@@ -91,8 +111,15 @@ class OrtBackend(Backend):
         self.output_names = tuple(o.name for o in session.get_outputs())
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self._session.run(list(self.output_names), dict(feed))
+        session = self._session
+        if self._contended:
+            if self._narrow is None:
+                ort = import_ort()
+                self._narrow = ort.InferenceSession(str(self.model_path), sess_options=self._options(1),
+                                                    providers=["CPUExecutionProvider"])
+            session = self._narrow
+        outputs = session.run(list(self.output_names), dict(feed))
         return dict(zip(self.output_names, outputs, strict=True))
 
     def _close(self) -> None:
-        self._session = None
+        self._session = self._narrow = None

@@ -109,3 +109,20 @@ def test_warm_workers_are_started_with_nothing_to_read_and_kept(tmp_path, monkey
         assert warm._pool._executor is not None  # neither idleness nor a memory release stops them
     finally:
         warm.close()
+
+
+@pytest.mark.parametrize("in_flight", [0, 7])
+def test_the_scorer_is_told_when_the_reading_workers_hold_the_cores(tmp_path, in_flight):
+    """A series scored while files are in the workers runs ONNX Runtime on one thread (two fight them)."""
+    export, clock = tmp_path / "export", Clock()
+    copy(make_series(tmp_path, "a", 4, seed=1), export / "a")
+    results: list = []
+    a = agent(tmp_path / "state", export, clock, results)
+    told: list[bool] = []
+    a.scorer.set_contended = told.append  # type: ignore[attr-defined]
+    a._pool.in_flight = lambda: in_flight  # type: ignore[method-assign]
+    try:
+        settle(a, clock)
+    finally:
+        a.close()
+    assert len(results) == 1 and told == [in_flight > 0]

@@ -53,3 +53,28 @@ def test_unloadable_model_is_a_load_skip(tmp_path):
     with pytest.raises(Skip) as info:
         OrtBackend(bad).load()
     assert info.value.kind == "load"
+
+
+def test_contended_cpu_runs_on_a_one_thread_session_with_the_same_outputs(tiny_onnx, golden):
+    feed = golden.cases[0].inputs
+    with OrtBackend(tiny_onnx, threads=2) as backend:
+        wide = backend.infer(feed)
+        backend.set_contended(True)
+        assert backend.threads_in_use == 1
+        narrow = backend.infer(feed)
+        assert backend._narrow is not None and backend._narrow is not backend._session
+        for name in wide:
+            np.testing.assert_allclose(wide[name], narrow[name], rtol=1e-5, atol=1e-6)  # sums split differently
+        backend.set_contended(False)
+        assert backend.threads_in_use == 2
+        backend.release_spare()
+        assert backend._narrow is None
+        backend.infer(feed)
+        assert backend._narrow is None  # uncontended: the spare is not made again
+
+
+def test_one_thread_backend_has_nothing_to_narrow(tiny_onnx, golden):
+    with OrtBackend(tiny_onnx, threads=1) as backend:
+        backend.set_contended(True)
+        backend.infer(golden.cases[0].inputs)
+        assert backend.threads_in_use == 1 and backend._narrow is None
