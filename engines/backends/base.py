@@ -51,13 +51,11 @@ class Backend(ABC):
         self.check_feed(feed)
         return self._infer(feed)
 
-    def set_contended(self, contended: bool) -> None:
+    def set_contended(self, contended: bool) -> None:  # noqa: B027 - optional hook: most backends ignore it
         """The machine's cores are busy with the agent's own work: a backend may use fewer threads."""
-        del contended  # a GPU or one-thread backend has nothing to change
 
-    def release_spare(self) -> None:
-        """Drop what ``set_contended`` made (the agent is idle); nothing by default."""
-        self._spare_released = True
+    def release_spare(self) -> None:  # noqa: B027 - optional hook, as above
+        """Drop what ``set_contended`` made (the agent is idle)."""
 
     def close(self) -> None:
         if self._loaded:
