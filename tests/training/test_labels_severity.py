@@ -105,16 +105,30 @@ def test_relabel_rewrites_an_old_manifest_and_links_the_arrays(micro_build: Path
         s["quality"] = ProxyMapping()(s["quality_metric"])
         s.pop("quality_ceiling")
         s["prompt"]["dimension"] = "2D"
+    m.pop("simulation_code")  # made before the digest was recorded
     (old / "manifest.json").write_text(json.dumps(m))
     assert main(["data", "relabel", str(old), "--out", str(tmp_path / "new")]) == 0
     new = Path(capsys.readouterr().out.strip().splitlines()[-1])
     n = json.loads((new / "manifest.json").read_text())
     assert new.name == f"{n['name']}-{n['version']}" and n["relabelled_from"]["version"] == m["version"]
+    assert new.name == micro_build.name  # the folder a build by this code writes: train and eval find it
     assert [s["quality"] for s in n["samples"]] == pytest.approx(
         [s["quality"] for s in json.loads((micro_build / "manifest.json").read_text())["samples"]], abs=1e-4)
     assert {s["prompt"]["dimension"] for s in n["samples"]} == {"3D"}
     assert (new / "images.npy").stat().st_ino == (old / "images.npy").stat().st_ino
     assert relabel(old, tmp_path / "new") == new  # same input, same code: same folder
+
+
+def test_relabel_refuses_arrays_simulated_by_other_code(micro_build: Path, tmp_path: Path) -> None:
+    from mediqa.errors import ConfigError
+
+    old = tmp_path / "old"
+    old.mkdir()
+    m = json.loads((micro_build / "manifest.json").read_text())
+    m["simulation_code"] = "0123456789"
+    (old / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ConfigError, match="simulated by other code"):
+        relabel(old, tmp_path / "new")
 
 
 def test_relabel_of_a_folder_without_manifest_says_what_to_give(tmp_path: Path) -> None:

@@ -3,12 +3,15 @@
 The images and the exact physical labels do not depend on the label rule, so a change of the rule
 (labels/proxy.py mapping, labels/severity.py ceilings) or of the prompt's dimension needs no new
 simulation: a build takes an hour on two cores, this takes seconds. The arrays are hard-linked (copied
-across file systems) into a new folder ``<name>-<version>``, and the manifest records what it was made from.
+across file systems) into ``<name>-<version>``, the folder a build of the same config by this code writes
+(so `mediqa train`, `make eval` find it), and the manifest records what it was made from
+(``relabelled_from``). A set whose ``simulation_code`` differs from this code's is refused: its arrays are
+not what this code simulates, and only a build makes them. Sets written before that digest was recorded
+are taken as they are, and the log says so.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mediqa.errors import ConfigError
-from mediqa.training.datagen.writer import code_version, counts, quality_section
+from mediqa.training.datagen.writer import code_version, counts, quality_section, simulation_code, version_of
 from mediqa.training.labels.proxy import ProxyMapping
 from mediqa.training.labels.severity import severity_ceiling
 
@@ -47,13 +50,21 @@ def relabel(dataset: Path, out_dir: Path | None = None) -> Path:
         raise ConfigError(f"{dataset} is not a built data set (no manifest.json)",
                           "give a folder written by `mediqa data build`, e.g. data-out/default-<version>")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    code = code_version()
+    code, simulation = code_version(), simulation_code()
+    made_by = manifest.get("simulation_code")
+    if made_by is not None and made_by != simulation:
+        raise ConfigError(f"{dataset.name} was simulated by other code ({made_by}; this code: {simulation})",
+                          f"rebuild it: mediqa data build --config <its config> --out {dataset.parent}")
+    if made_by is None:
+        log.warning("%s records no simulation digest (made before it was recorded): its arrays are taken as "
+                    "what this code simulates; if training/degrade or the data tasks changed since %s, "
+                    "rebuild instead", dataset.name, manifest.get("created", "it was made"))
     anchors = manifest["config"]["quality"]["anchors"]
     mapping = ProxyMapping(tuple((float(a), float(b)) for a, b in anchors))
     samples = [relabel_sample(s, mapping) for s in manifest["samples"]]
-    version = hashlib.sha256(f"{manifest['version']}|{code}".encode()).hexdigest()[:12]
+    version = version_of(manifest["config"], manifest["seed"], code)
     target = (out_dir or dataset.parent) / f"{manifest['name']}-{version}"
-    new = {**manifest, "version": version, "code_version": code,
+    new = {**manifest, "version": version, "code_version": code, "simulation_code": simulation,
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "relabelled_from": {"version": manifest["version"], "code_version": manifest["code_version"],
                                "created": manifest.get("created")},

@@ -44,8 +44,30 @@ def code_version() -> str:
     return f"{mediqa.__version__}+gen.{digest.hexdigest()[:10]}"
 
 
+# What makes the arrays (not the labels, prompts or manifest): `mediqa data relabel` refuses a set whose
+# arrays this code would not make again.
+_LABEL_ONLY = {"writer.py", "relabel.py", "preview.py", "made.py", "__init__.py"}
+
+
+def simulation_code() -> str:
+    """Digest of the code that simulates and crops the images (degrade/, datagen/ but its label-only files)."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    paths = [*sorted((root / "degrade").glob("*.py")),
+             *(p for p in sorted((root / "datagen").glob("*.py")) if p.name not in _LABEL_ONLY),
+             Path(mediqa.measures.__file__)]
+    for path in paths:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def dataset_version(cfg: DataConfig, code: str) -> str:
-    blob = json.dumps({"config": cfg.to_dict(), "code": code, "seed": cfg.seed}, sort_keys=True)
+    return version_of(cfg.to_dict(), cfg.seed, code)
+
+
+def version_of(config: dict[str, Any], seed: int, code: str) -> str:
+    blob = json.dumps({"config": config, "code": code, "seed": seed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -85,6 +107,7 @@ def write_dataset(out_dir: Path, cfg: DataConfig, samples: Sequence[Sample], spl
     mapping = ProxyMapping(tuple((float(a), float(b)) for a, b in cfg.quality.anchors))
     manifest = {
         "name": cfg.name, "version": version, "seed": cfg.seed, "code_version": code,
+        "simulation_code": simulation_code(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": cfg.to_dict(), "crop_size": cfg.crop_size,
         "heads": [h.to_json() for h in HEADS],
