@@ -4,6 +4,10 @@ the batch read in the loop."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -126,3 +130,43 @@ def test_the_scorer_is_told_when_the_reading_workers_hold_the_cores(tmp_path, in
     finally:
         a.close()
     assert len(results) == 1 and told == [in_flight > 0]
+
+
+KILLED_AGENT = r"""
+import os, signal, sys, time
+from mediqa.agent.loop.reading import ReadPool
+pool = ReadPool(2)
+deadline = time.monotonic() + 60
+while not pool.ready():
+    assert time.monotonic() < deadline
+    time.sleep(0.05)
+with open(sys.argv[1], "w") as fh:
+    fh.write(" ".join(str(p) for p in pool._executor._processes))
+os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer or `kill -9` would
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_reading_workers_die_with_an_agent_killed_outright(tmp_path):
+    pid_file, err = tmp_path / "pids", tmp_path / "stderr"
+    with err.open("wb") as stderr:  # files, not pipes: an orphan holding a pipe open would hang the test
+        code = subprocess.run([sys.executable, "-c", KILLED_AGENT, str(pid_file)], stdout=subprocess.DEVNULL,
+                              stderr=stderr, timeout=120, check=False).returncode
+    pids = [int(p) for p in pid_file.read_text().split()] if pid_file.exists() else []
+    assert code == -signal.SIGKILL and len(pids) == 2, err.read_text()[-2000:]
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in pids if _alive(p)]
+        time.sleep(0.1)
+    for pid in alive:  # do not leave them behind whatever the outcome
+        os.kill(pid, signal.SIGKILL)
+    assert alive == [], "reading workers outlived the agent"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
