@@ -127,7 +127,7 @@ step "docs"
 DOC=$STAGE/usr/share/doc/$PACKAGE
 mkdir -p "$DOC"
 { echo "MedIQA Edge (mediqa-edge), licensed under the Apache License, Version 2.0:"; echo; cat LICENSE; } > "$DOC/copyright"
-cp docs/install.md README.md "$DOC/"
+cp docs/*.md docs/*.png README.md "$DOC/"  # every page the agent's messages and config name (docs/dicom.md ...)
 cp "$RUNTIME_LOCK" "$DOC/requirements-runtime.lock"
 
 step "package"

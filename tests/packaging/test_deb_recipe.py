@@ -177,3 +177,16 @@ def test_license_and_make_targets() -> None:
     assert "LICENSE" in PYPROJECT["project"]["license-files"]
     makefile = (REPO / "Makefile").read_text(encoding="utf-8")
     assert re.search(r"^deb:", makefile, re.MULTILINE) and re.search(r"^lock:", makefile, re.MULTILINE)
+
+
+def test_the_package_ships_every_doc_the_agent_names() -> None:
+    """An operator told "see docs/dicom.md" by a message or the conffile finds it in /usr/share/doc."""
+    script = (PKG / "deb" / "build.sh").read_text(encoding="utf-8")
+    copied = next(line for line in script.splitlines() if line.startswith("cp docs/"))
+    shipped = {p.name for glob in re.findall(r"docs/\S+", copied) for p in REPO.glob(glob)}
+    named = set()
+    for folder in ("agent", "mediqa", "engines", "configs", "packaging"):
+        for path in (REPO / folder).rglob("*"):
+            if path.suffix in (".py", ".yaml", ".service", ".xml", ".sh") and path.is_file():
+                named |= set(re.findall(r"docs/([a-z_-]+\.md)", path.read_text(encoding="utf-8", errors="replace")))
+    assert "dicom.md" in named and named <= shipped, f"named but not shipped: {sorted(named - shipped)}"
