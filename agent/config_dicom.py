@@ -87,6 +87,9 @@ class DicomOutputConfig:
     max_attempts: int = 20  # then the row is failed (the file stays)
     backoff_s: float = 10.0  # first retry after this, doubling up to max_backoff_s
     max_backoff_s: float = 900.0
+    # Reports hold the patient module: kept this long for inspection and resending by hand, then deleted
+    # (never while still to be sent); 0 keeps them for good.
+    keep_h: float = 168.0
 
     def __post_init__(self) -> None:
         for key in ("calling_ae_title", "pacs_ae_title"):
@@ -103,6 +106,9 @@ class DicomOutputConfig:
         for key in ("timeout_s", "backoff_s", "max_backoff_s"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"dicom.output.{key} must be > 0, got {getattr(self, key)}")
+        if not self.keep_h >= 0:
+            raise ConfigError(f"dicom.output.keep_h must not be negative, got {self.keep_h}",
+                              "hours to keep the SR files (0: keep them for good)")
         if self.pacs_host and not self.sr:
             raise ConfigError("dicom.output.pacs_host is set but sr is false: there would be nothing to send",
                               "set dicom.output.sr: true, or remove pacs_host")

@@ -33,7 +33,10 @@ per result uuid (UNIQUE) with the report's path and ``state``: ``pending`` (to s
 its report was built). The worker sends due reports in one association per batch (``pacs.send_to``);
 a failure backs off ``backoff_s * 2**(attempts-1)`` up to ``max_backoff_s``. A row is marked sent only
 after the PACS answered success: a crash in between sends the same SOP instance again, which a PACS
-stores once. Files stay in ``<state_dir>/sr/`` whatever happens to the send.
+stores once. Files stay in ``<state_dir>/sr/`` whatever happens to the send, for ``keep_h`` hours
+(``prune``, every ``PRUNE_EVERY_S``): a report still to send is never deleted, nor one whose row is
+younger than that; only ``*.dcm`` files (and stale ``.part`` files of a crash) are touched, and the rows
+stay as the record of what was sent.
 
 Threads: ``on_result`` runs on the agent's thread and does one read; building (~0.1 s for 300 instances)
 and sending run on the worker, which never holds a database transaction across network I/O. The state
@@ -76,6 +79,7 @@ SEND_BATCH = 20
 SNAPSHOTS_KEPT = 64
 BACKLOG_S = 3600.0
 COMPLAIN_EVERY_S = 60.0
+PRUNE_EVERY_S = 300.0
 SUPERSEDES_HOPS = 50
 
 OUTBOX_DDL: tuple[str, ...] = (
@@ -132,6 +136,7 @@ class SrOutbox:
         self._next_due: float | None = None
         self._last_complaint = float("-inf")
         self._failing = False
+        self._last_prune = float("-inf")
         if config.sr:
             try:
                 self._ready()
@@ -213,9 +218,40 @@ class SrOutbox:
         now = self._clock() if now is None else now
         built = self._build_new(db, now)
         sent = self._send_due(db, now) if self._dest is not None else 0
+        if now - self._last_prune >= PRUNE_EVERY_S:
+            self._last_prune = now
+            self.prune(db, now)
         row = db.query_one("SELECT MIN(next_try) FROM sr_outbox WHERE state='pending'")
         self._next_due = None if row is None or row[0] is None else float(row[0])
         return built, sent
+
+    def prune(self, db: StateDB, now: float) -> int:
+        """Delete report files older than ``keep_h`` whose row is neither pending nor that young."""
+        if self.config.keep_h <= 0:
+            return 0
+        cutoff = now - self.config.keep_h * 3600.0
+        try:
+            entries = list(os.scandir(self.sr_dir))
+        except FileNotFoundError:
+            return 0
+        keep = {os.path.basename(path_from_db(p)) for (p,) in db.query(
+            "SELECT path FROM sr_outbox WHERE state='pending' OR created>=?", (cutoff,))}
+        removed = 0
+        for entry in entries:
+            ours = entry.name.endswith(".dcm") or (entry.name.startswith(".") and entry.name.endswith(".part"))
+            try:
+                old = ours and entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff
+            except OSError:
+                continue
+            if old and entry.name not in keep:
+                try:
+                    os.unlink(entry.path)
+                    removed += 1
+                except OSError as exc:
+                    log.debug("SR outbox: an old report not deleted (%s)", type(exc).__name__)
+        if removed:
+            log.info("SR outbox: %d report file(s) older than %g h deleted", removed, self.config.keep_h)
+        return removed
 
     def _current(self) -> StateDB:
         return self._db() if callable(self._db) else self._db

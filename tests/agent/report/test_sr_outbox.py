@@ -8,6 +8,7 @@ is real (classical scorer); where timing matters it is stepped with a fake clock
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import threading
 import time
@@ -291,3 +292,37 @@ def test_the_worker_never_blocks_on_result_and_stops_promptly(tmp_path):
         assert not [t for t in threading.enumerate() if t.name == "mediqa-sr-outbox"]
     finally:
         site.agent.close()
+
+
+@pytest.mark.filterwarnings(UNCLOSED)
+@pytest.mark.parametrize("pending", [False, True], ids=["written", "still-to-send"])
+def test_report_files_are_deleted_after_keep_h_but_never_while_still_to_send(tmp_path, clean, pending):
+    """SRs hold the patient module: kept ``keep_h`` for inspection, then deleted; the outbox row stays."""
+    site = Stepped(tmp_path)
+    try:
+        output = _output(free_port(), backoff_s=10**6, keep_h=1.0) if pending else DicomOutputConfig(keep_h=1.0)
+        outbox = site.make_outbox(output)
+        for p in clean:
+            (site.export / p.name).write_bytes(p.read_bytes())
+        site.score()
+        outbox.run_once()
+        (report,) = (site.state / "sr").glob("*.dcm")
+        stale = site.state / "sr" / ".crashed.dcm.part"
+        stale.write_bytes(b"half")
+        other = site.state / "sr" / "notes.txt"  # not the outbox's: never touched
+        other.write_text("x")
+        for path in (report, stale, other):
+            os.utime(path, (site.now, site.now))
+        site.now += 1800
+        assert outbox.prune(site.agent.db, site.now) == 0  # younger than keep_h
+        site.now += 2 * 3600
+        assert outbox.prune(site.agent.db, site.now) == (1 if pending else 2)
+        assert report.exists() == pending and not stale.exists() and other.exists()
+        assert len(_rows(site.agent.db)) == 1
+    finally:
+        site.agent.close()
+
+
+def test_keep_h_is_validated():
+    with pytest.raises(ConfigError, match="keep_h"):
+        DicomOutputConfig(keep_h=-1.0)
