@@ -23,7 +23,7 @@ from typing import Any
 from mediqa.errors import ConfigError
 from mediqa.training.datagen.writer import code_version, counts, quality_section, simulation_code, version_of
 from mediqa.training.labels.proxy import ProxyMapping
-from mediqa.training.labels.severity import severity_ceiling
+from mediqa.training.labels.severity import capped_quality
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,8 @@ CROSS_SECTIONAL = {"CT", "MR"}  # 3D in the prompt vocabulary even as one slice 
 def relabel_sample(sample: dict[str, Any], mapping: ProxyMapping) -> dict[str, Any]:
     """One manifest entry with its quality and prompt made by this code's rule."""
     out = dict(sample)
-    kind = sample["degradation"]["type"]
-    ceiling = severity_ceiling(kind, sample["labels"])
-    out["quality"] = round(min(mapping(float(sample["quality_metric"])), ceiling), 4)
-    out["quality_ceiling"] = round(ceiling, 4)
+    out["quality"], out["quality_ceiling"] = capped_quality(
+        mapping(float(sample["quality_metric"])), sample["degradation"]["type"], sample["labels"])
     if sample["modality"] in CROSS_SECTIONAL:
         out["prompt"] = {**sample["prompt"], "dimension": "3D"}
     return out

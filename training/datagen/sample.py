@@ -17,7 +17,7 @@ from mediqa.training.datagen.sources import SourceSeries
 from mediqa.training.degrade.base import Degraded
 from mediqa.training.labels.heads import head_labels
 from mediqa.training.labels.proxy import ProxyMapping, clinical_window, proxy_metric
-from mediqa.training.labels.severity import severity_ceiling
+from mediqa.training.labels.severity import capped_quality
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def make_sample(src: SourceSeries, slice_index: int, level: int, degraded: Degra
     metric = proxy_metric(clean_crop, image, window)
     params = degraded.plain_params()
     labels = head_labels(src.modality, degraded.kind, params)
-    ceiling = severity_ceiling(degraded.kind, labels)
+    quality, ceiling = capped_quality(mapping(metric), degraded.kind, labels)
     meta: dict[str, Any] = {
         "id": f"{src.spec.name}-z{slice_index:03d}-{degraded.kind}-{level}",
         "source": src.source_path,
@@ -78,8 +78,8 @@ def make_sample(src: SourceSeries, slice_index: int, level: int, degraded: Degra
                    "image_type": src.spec.image_type},
         "degradation": {"type": degraded.kind, "level": level, "params": params},
         "labels": labels,
-        "quality": round(min(mapping(metric), ceiling), 4),
-        "quality_ceiling": round(ceiling, 4),
+        "quality": quality,
+        "quality_ceiling": ceiling,
         "quality_metric": round(metric, 6),
         "window": [round(float(w), 3) for w in window],
         "norm": _norm(src.modality, degraded.image),

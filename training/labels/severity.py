@@ -72,5 +72,11 @@ def severity_ceiling(kind: str, labels: Mapping[str, float | None]) -> float:
     return min(caps, default=4.0)
 
 
+def capped_quality(msssim_score: float, kind: str, labels: Mapping[str, float | None]) -> tuple[float, float]:
+    """(quality label, ceiling) of one sample: the one place the label rule (``LABEL_RULE``) is applied."""
+    ceiling = severity_ceiling(kind, labels)
+    return round(min(msssim_score, ceiling), 4), round(ceiling, 4)
+
+
 def describe() -> list[str]:
     return [c.describe() for c in CEILINGS.values()]
