@@ -12,13 +12,14 @@ import os
 import stat
 import warnings
 from collections import defaultdict
-from typing import Any
+from typing import Any, BinaryIO
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from mediqa.agent.config import HeaderLimits
+from mediqa.agent.dicom.header_scan import scan_header
 from mediqa.agent.dicom.mosaic import describe_mosaic
 from mediqa.agent.dicom.pixel_extent import PixelExtent, native_pixel_layout, pixel_extent
 from mediqa.agent.dicom.private_tags import announced_tiles, complex_component, ge_b_value
@@ -65,7 +66,7 @@ LOCALIZER_WORDS = {"LOCALIZER", "SCOUT", "SURVIEW", "REF_SURVIEW", "TOPOGRAM", "
 
 
 def read_header(path: str | os.PathLike[str], *, skip_derived: bool = True, skip_localizers: bool = True,
-                limits: HeaderLimits | None = None) -> InstanceRecord:
+                limits: HeaderLimits | None = None, scanner: bool = True) -> InstanceRecord:
     """Parse one file's header. Raises ``DicomSkip`` and nothing else (but KeyboardInterrupt/SystemExit).
 
     ``retry`` is set for maybe-half-written files. A complete file whose header pydicom cannot parse, or
@@ -75,20 +76,31 @@ def read_header(path: str | os.PathLike[str], *, skip_derived: bool = True, skip
     checked before anything is allocated for them. Both name the series when the header did.
     pydicom's warnings about non-conformant values are collected here and logged at DEBUG, so a daemon
     (or a test run with warnings as errors) sees the same outcome for the same file.
+
+    ``scanner`` (the default) walks the header with ``header_scan`` (about 3x faster, the same record,
+    checked over every file the project holds); pydicom's ``dcmread`` reads what the walk does not cover
+    and decides every lasting skip. ``scanner=False`` is pydicom alone, the reference of that test.
     """
     path = os.fspath(path)
     limits = limits if limits is not None else HeaderLimits()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            return _read_header(path, skip_derived, skip_localizers, limits)
+            try:
+                return _read_header(path, skip_derived, skip_localizers, limits, scan=scanner)
+            except DicomSkip as skip:
+                if not scanner or skip.retry:
+                    raise
+                # A file refused for good is refused by pydicom alone: the scanner never decides a skip.
+                return _read_header(path, skip_derived, skip_localizers, limits, scan=False)
         finally:
             if caught:
                 log.debug("pydicom warned %d time(s) while reading a header, first: %s", len(caught),
                           clean_text(caught[0].message, 160))
 
 
-def _read_header(path: str, skip_derived: bool, skip_localizers: bool, limits: HeaderLimits) -> InstanceRecord:
+def _read_header(path: str, skip_derived: bool, skip_localizers: bool, limits: HeaderLimits,
+                 scan: bool = True) -> InstanceRecord:
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -99,7 +111,7 @@ def _read_header(path: str, skip_derived: bool, skip_localizers: bool, limits: H
         raise _skip("empty_file", "zero bytes (still being written?)", retry=True)
     try:
         with open(path, "rb") as fh:  # read-only: the agent never writes into the export folder
-            ds = pydicom.dcmread(fh, stop_before_pixels=True)
+            ds = _parse(fh) if scan else pydicom.dcmread(fh, stop_before_pixels=True)
             pixels = pixel_extent(fh, ds, st.st_size, limits.max_frames)
     except DicomSkip:
         raise
@@ -127,6 +139,18 @@ def _read_header(path: str, skip_derived: bool, skip_localizers: bool, limits: H
         raise
     except BaseException as exc:  # noqa: BLE001 - pydicom converts values lazily: any of them can break here
         raise DicomSkip("malformed_header", _describe(exc, path), series_uid=series_uid) from None
+
+
+def _parse(fh: BinaryIO) -> Dataset:
+    """The header by the fast walk, or by ``dcmread`` where the walk does not cover the file."""
+    try:
+        return scan_header(fh)[0]
+    except INTERRUPTS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - NotOrdinary, or a walk that met what it did not expect
+        log.debug("header read by pydicom: %s", clean_text(exc, 120))
+    fh.seek(0)
+    return pydicom.dcmread(fh, stop_before_pixels=True)
 
 
 # Video syntaxes: one fragment may hold many frames (elsewhere each frame has at least one fragment).
@@ -243,8 +267,8 @@ def _record(path: str, st: os.stat_result, ds: Dataset, sop_class: str, image_ty
         path=path,
         size=st.st_size,
         mtime_ns=st.st_mtime_ns,
-        sop_instance_uid=str(ds.SOPInstanceUID),
-        series_uid=str(ds.SeriesInstanceUID),
+        sop_instance_uid=str(ds.get("SOPInstanceUID")),  # both checked present above
+        series_uid=str(ds.get("SeriesInstanceUID")),
         study_uid=str(ds.get("StudyInstanceUID", "")),
         sop_class_uid=sop_class,
         transfer_syntax=str(meta(ds, "TransferSyntaxUID")),
