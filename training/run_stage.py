@@ -34,7 +34,14 @@ from mediqa.training.train_common import (
     validate,
 )
 from mediqa.training.train_config import StageSection, TrainConfig, config_dict
-from mediqa.training.trainset import BuiltDataSet, CropDataset, epoch_subset, open_dataset
+from mediqa.training.trainset import (
+    BuiltDataSet,
+    CropDataset,
+    epoch_subset,
+    is_undegraded,
+    open_dataset,
+    with_clean_share,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +90,7 @@ def run_stage(cfg: TrainConfig, stage: Stage, resume: bool = False) -> Path:
     (out / "config.yaml").write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
     train_idx, val_idx = ds.split("train"), ds.split("val")[: st.val_samples]
     per_epoch = min(len(train_idx), st.samples_per_epoch or len(train_idx))
+    clean_idx = [i for i in train_idx if is_undegraded(ds.samples[i])]
     model = new_model(cfg, ds)
     opt, sched = make_optimizer(model, st, math.ceil(per_epoch / st.batch_size) * st.epochs)
     state = resume_or_start(out / "last.pt", model, opt, sched, resume)
@@ -90,11 +98,13 @@ def run_stage(cfg: TrainConfig, stage: Stage, resume: bool = False) -> Path:
         stage.start(model)
     card = make_card(cfg, ds, model, stage=stage.number)
     name = f"stage {stage.number}"
-    logger.info("%s: %d train / %d val samples, %d per epoch, %d epochs, %s", name, len(train_idx),
-                len(val_idx), per_epoch, st.epochs, stage.about(ds, card))
+    logger.info("%s: %d train / %d val samples, %d per epoch (%.0f %% undegraded, of %d), %d epochs, %s", name,
+                len(train_idx), len(val_idx), per_epoch, 100 * st.clean_share, len(clean_idx), st.epochs,
+                stage.about(ds, card))
 
     for epoch in range(state.epoch, st.epochs):
         subset = epoch_subset(train_idx, st.samples_per_epoch, stage.subset_seed, epoch)
+        subset = with_clean_share(subset, clean_idx, st.clean_share, stage.subset_seed, epoch)
         data = CropDataset(ds, subset, card, cfg.model.input, seed=stage.crop_seed + epoch)
         loader = DataLoader(data, batch_size=st.batch_size, shuffle=False, num_workers=cfg.workers)
         model.train()

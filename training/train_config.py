@@ -42,6 +42,7 @@ class StageSection:
     rank_weight: float = 0.0  # stage 2: pairwise ranking loss weight
     physics_weight: float = 0.0  # stage 2: keep the physical heads calibrated while fine-tuning
     expert: str | None = None  # stage 2: a site's expert-score manifest replaces the proxy labels
+    clean_share: float = 0.0  # share of each epoch given to undegraded samples (trainset.with_clean_share)
 
 
 @dataclass(frozen=True)
