@@ -92,6 +92,7 @@ class _Enqueue(FileSystemEventHandler):
         self._follow_links = follow_links
         self._watcher = on_error
         self._last: PathEvent | None = None  # the event queued last (only this thread writes it)
+        self._prefix = root.rstrip(os.sep) + os.sep
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
@@ -105,14 +106,17 @@ class _Enqueue(FileSystemEventHandler):
         target = getattr(event, "dest_path", "") or event.src_path
         target = os.fsdecode(target)
         is_dir = isinstance(event, (DirCreatedEvent, DirMovedEvent)) or event.is_directory
-        depth = depth_below(self._root, target)
+        parts = self._parts_below_root(target)
+        depth = len(parts) if parts is not None else -1
         folder_depth = depth if is_dir else depth - 1  # the folder this file lies in
-        if depth < 0 or folder_depth > self._max_depth:
+        if parts is None or folder_depth > self._max_depth:
             return  # the walk does not go there either (watch.max_depth)
-        if depth > 0 and any(skipped_name(part) for part in os.path.relpath(target, self._root).split(os.sep)):
+        if any(skipped_name(part) for part in parts):
             return  # nor there (a dot file or folder, a DICOMDIR)
-        if os.path.islink(target) and (self._follow_links == "never"
-                                       or not is_inside(self._boundary, os.path.realpath(target))):
+        # A link is created or moved in, never closed after a write (writes through a link are reported
+        # on the file it points to), so a close event needs no lstat: half the events of an export.
+        if not isinstance(event, FileClosedEvent) and os.path.islink(target) and (
+                self._follow_links == "never" or not is_inside(self._boundary, os.path.realpath(target))):
             return  # the walk does not follow this link either (watch.follow_links)
         if is_dir:
             if event.event_type in ("created", "moved"):
@@ -120,6 +124,19 @@ class _Enqueue(FileSystemEventHandler):
             return
         # A file renamed into place (``.part`` -> its name) was finished before the rename: as good as closed.
         self._put(PathEvent(target, closed=isinstance(event, (FileClosedEvent, FileMovedEvent))))
+
+    def _parts_below_root(self, target: str) -> list[str] | None:
+        """The names from the root down to ``target`` ([] for the root itself); None when not below it.
+
+        watchdog joins the watched root and the names it reads, so a prefix test answers for nearly every
+        event (``relpath`` normalises both paths on each call: most of this handler's cost in a burst).
+        """
+        if target.startswith(self._prefix) and os.sep + os.curdir not in target:
+            return target[len(self._prefix):].split(os.sep)
+        depth = depth_below(self._root, target)
+        if depth < 0:
+            return None
+        return [] if depth == 0 else os.path.relpath(target, self._root).split(os.sep)
 
     def _put(self, event: PathEvent) -> None:
         """Queue an event, unless the same one is still waiting in the queue (the loop has not taken it)."""

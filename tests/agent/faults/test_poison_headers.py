@@ -7,6 +7,7 @@ before anything is allocated, and header text reaches the record without control
 
 from __future__ import annotations
 
+import struct
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -110,8 +111,20 @@ def test_any_exception_while_parsing_is_malformed_header(tmp_path, ct_files, mon
         raise error
 
     monkeypatch.setattr(pydicom, "dcmread", broken)
+    monkeypatch.setattr(index, "scan_header", broken)  # the fast walk first, then pydicom: both break
     skip = _expect_skip(ct_files[0], "malformed_header")
     assert skip.series_uid is None
+
+
+@pytest.mark.parametrize("error", [RecursionError(), MemoryError(), struct.error("short"), ValueError("v")])
+def test_a_walk_that_breaks_leaves_the_file_to_pydicom(ct_files, monkeypatch, error):
+    expected = read_header(ct_files[0], scanner=False)
+
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(index, "scan_header", broken)
+    assert read_header(ct_files[0]) == expected
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
