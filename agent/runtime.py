@@ -65,7 +65,7 @@ class Runtime:
 
             agent = self.agent
             self.outbox = SrOutbox(dicom.output, config.state_path, db=lambda: agent.db,
-                                   records=lambda uid: agent.tracker.records(uid))
+                                   records=lambda uid: agent.tracker.records(uid), busy=lambda: agent.working)
         self.notify: NotifyConfig | None = None
         if config.notify.destinations:
             from mediqa.agent.report.notify import NotifyConfig

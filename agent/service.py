@@ -134,6 +134,10 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, SaliencyJob):
         self._rhythms = {}
         self._indexed_since_release = 0
         self._pool = ReadPool()  # worker processes for big batches (started when first needed)
+        self.due_left = 0
+        # Files or series waiting after the last pass (set by the loop, read by other threads: a plain flag).
+        # The SR outbox builds reports only while this is False (or once they waited SR_DEFER_MAX_S).
+        self.working = False
         self._unsaved = {}
         self._problems = {}
         self._failed = set()  # problems raised during the current pass
@@ -191,6 +195,7 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, SaliencyJob):
         if self._indexed_since_release >= RELEASE_AFTER_FILES and not self._saliency_waiting() and self.idle():
             self._release_memory()
         self._update_health()
+        self.working = bool(self.settler) or self._pool.in_flight() > 0 or self.due_left > 0 or self._walk is not None
         self.stats.pass_done(len(self.settler))
         self._ping()
         return results

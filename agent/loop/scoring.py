@@ -44,15 +44,19 @@ SCORE_SLICE_S = 1.0  # a pass scores due series until this long has passed (at l
 class ScoringJob(LoopBase):
     scorer: Scorer
     on_result: ResultCallback | None
+    due_left: int  # series found due by the last pass and not scored in it (they are scored next pass)
 
     def _score_due(self) -> list[SeriesResult]:
         results = []
         started = time.perf_counter()
         contend = getattr(self.scorer, "set_contended", None)  # the learned scorer's; the classical has none
-        for st in self._due():
+        due = self._due()
+        self.due_left = len(due)
+        for st in due:
             if contend is not None:
                 contend(self._pool.in_flight() > 0)  # our reading workers hold both cores right now
             result = self._score_one(st)
+            self.due_left -= 1
             if result is not None:
                 results.append(result)
             if time.perf_counter() - started >= SCORE_SLICE_S:

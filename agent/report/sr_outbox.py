@@ -81,6 +81,10 @@ BACKLOG_S = 3600.0
 COMPLAIN_EVERY_S = 60.0
 PRUNE_EVERY_S = 300.0
 SUPERSEDES_HOPS = 50
+# Reports wait while the agent has files or series waiting (``busy``), at most this long after their result:
+# an SR costs ~0.2 s of a core (highdicom), taken from the next series' score during a burst or backlog.
+SR_DEFER_MAX_S = 30.0
+DEFER_RECHECK_S = 0.5
 
 OUTBOX_DDL: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS sr_outbox (
@@ -116,8 +120,9 @@ class SrOutbox:
 
     def __init__(self, config: DicomOutputConfig, state_dir: str | os.PathLike[str], db: DbSource,
                  records: Callable[[str], list[InstanceRecord]], *, clock: Callable[[], float] = time.time,
-                 poll_s: float = POLL_S) -> None:
+                 poll_s: float = POLL_S, busy: Callable[[], bool] | None = None) -> None:
         self.config = config
+        self.busy = busy  # the agent has work waiting (read from this thread: plain flags only)
         self.sr_dir = Path(state_dir) / "sr"
         self._db = db
         self._records = records
@@ -134,6 +139,7 @@ class SrOutbox:
         self._since = self._started
         self._after_id = 0  # results up to this id were looked at (this database)
         self._next_due: float | None = None
+        self._deferred_until: float | None = None  # reports held back by ``busy``: look again then
         self._last_complaint = float("-inf")
         self._failing = False
         self._last_prune = float("-inf")
@@ -223,6 +229,9 @@ class SrOutbox:
             self.prune(db, now)
         row = db.query_one("SELECT MIN(next_try) FROM sr_outbox WHERE state='pending'")
         self._next_due = None if row is None or row[0] is None else float(row[0])
+        if self._deferred_until is not None:
+            self._next_due = min(self._next_due or self._deferred_until, self._deferred_until)
+            self._deferred_until = None
         return built, sent
 
     def prune(self, db: StateDB, now: float) -> int:
@@ -274,12 +283,15 @@ class SrOutbox:
 
     def _build_new(self, db: StateDB, now: float) -> int:
         rows = db.query(
-            "SELECT r.id, r.uuid, r.supersedes, r.series_uid, r.live, r.json FROM results r WHERE r.id>? AND "
+            "SELECT r.id, r.uuid, r.supersedes, r.series_uid, r.live, r.json, r.created FROM results r WHERE r.id>? AND "
             "r.created>? AND r.origin='scored' AND r.decision IN ('ok','retake','unscored') AND NOT EXISTS "
             "(SELECT 1 FROM sr_outbox o WHERE o.result_uuid=r.uuid) ORDER BY r.id LIMIT ?",
             (self._after_id, self._since, BUILD_BATCH))
         built = 0
-        for rid, uuid, supersedes, series_uid, live, payload in rows:
+        for rid, uuid, supersedes, series_uid, live, payload, created in rows:
+            if self.busy is not None and now - float(created) < SR_DEFER_MAX_S and self.busy():
+                self._deferred_until = now + DEFER_RECHECK_S  # this one and the younger ones, a moment later
+                break
             with self._lock:
                 snap = self._snapshots.pop(int(rid), None)
             if snap is not None and snap[0] != series_uid:  # an id of a database since replaced

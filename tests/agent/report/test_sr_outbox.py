@@ -18,8 +18,9 @@ import pydicom
 import pytest
 from dicom_peers import agent_config, free_port, orthanc, received_files, running_site, storescp, storescu, tool
 
+from mediqa.agent.loop import scoring
 from mediqa.agent.report.sr import sr_instance_uid
-from mediqa.agent.report.sr_outbox import DicomOutputConfig, SrOutbox, pacs_destination
+from mediqa.agent.report.sr_outbox import SR_DEFER_MAX_S, DicomOutputConfig, SrOutbox, pacs_destination
 from mediqa.agent.samples import write_phantom_ct
 from mediqa.agent.scoring.classical import ClassicalScorer
 from mediqa.agent.service import Agent
@@ -326,3 +327,47 @@ def test_report_files_are_deleted_after_keep_h_but_never_while_still_to_send(tmp
 def test_keep_h_is_validated():
     with pytest.raises(ConfigError, match="keep_h"):
         DicomOutputConfig(keep_h=-1.0)
+
+
+def test_reports_wait_while_the_agent_has_work_waiting_but_never_longer_than_the_bound(tmp_path, clean, noisy):
+    """Building an SR costs a CPU core ~0.2 s (highdicom): during a burst or a start-up backlog that is taken
+    from scoring the next series. Reports wait while the loop has files or series waiting, up to
+    ``SR_DEFER_MAX_S`` after their result."""
+    site = Stepped(tmp_path)
+    try:
+        outbox = site.make_outbox(DicomOutputConfig())
+        busy = [True]
+        outbox.busy = lambda: busy[0]
+        (site.export / "a").mkdir()
+        for p in clean:
+            (site.export / "a" / p.name).write_bytes(p.read_bytes())
+        assert site.score()
+        assert outbox.run_once() == (0, 0)  # the loop says it has work waiting: not now
+        site.now += SR_DEFER_MAX_S + 1
+        assert outbox.run_once() == (1, 0)  # waited long enough: built all the same
+        (site.export / "b").mkdir()
+        for p in noisy:
+            (site.export / "b" / p.name).write_bytes(p.read_bytes())
+        assert site.score()
+        busy[0] = False
+        assert outbox.run_once() == (1, 0)  # nothing waiting: at once
+    finally:
+        site.agent.close()
+
+
+def test_the_agent_says_when_it_has_work_waiting(tmp_path, clean, noisy, monkeypatch):
+    monkeypatch.setattr(scoring, "SCORE_SLICE_S", 0.0)  # one series per pass: the other is left waiting
+    site = Stepped(tmp_path)
+    try:
+        assert not site.agent.working
+        for name, files in (("a", clean), ("b", noisy)):
+            (site.export / name).mkdir()
+            for p in files:
+                (site.export / name / p.name).write_bytes(p.read_bytes())
+        site.agent.step()  # found and indexed; quiet for now: nothing is waiting for the CPU
+        assert not site.agent.working
+        site.now += 60
+        assert len(site.agent.step()) == 1 and site.agent.working  # both due, one scored
+        assert len(site.agent.step()) == 1 and not site.agent.working
+    finally:
+        site.agent.close()
