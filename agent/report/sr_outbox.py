@@ -283,9 +283,9 @@ class SrOutbox:
 
     def _build_new(self, db: StateDB, now: float) -> int:
         rows = db.query(
-            "SELECT r.id, r.uuid, r.supersedes, r.series_uid, r.live, r.json, r.created FROM results r WHERE r.id>? AND "
-            "r.created>? AND r.origin='scored' AND r.decision IN ('ok','retake','unscored') AND NOT EXISTS "
-            "(SELECT 1 FROM sr_outbox o WHERE o.result_uuid=r.uuid) ORDER BY r.id LIMIT ?",
+            "SELECT r.id, r.uuid, r.supersedes, r.series_uid, r.live, r.json, r.created FROM results r "
+            "WHERE r.id>? AND r.created>? AND r.origin='scored' AND r.decision IN ('ok','retake','unscored') "
+            "AND NOT EXISTS (SELECT 1 FROM sr_outbox o WHERE o.result_uuid=r.uuid) ORDER BY r.id LIMIT ?",
             (self._after_id, self._since, BUILD_BATCH))
         built = 0
         for rid, uuid, supersedes, series_uid, live, payload, created in rows:
