@@ -6,11 +6,12 @@ pages, so the resident size stays at its peak. When the loop goes idle after suc
 the system (``malloc_trim(0)``, Linux with glibc only; elsewhere it does nothing). Measured by
 ``scripts/bench_agent.py --only idle``.
 
-``tune_malloc`` (called once by ``mediqa watch`` before any thread starts) keeps glibc from holding on to
-pixel buffers in the first place: a fixed mmap threshold of 256 KiB (glibc otherwise raises it after each
-freed big block, up to 32 MiB, and later 0.5 MiB slices land in a heap that never shrinks) and at most two
-malloc arenas (one per thread otherwise). Measured here on a 2,400-file backlog of 16 series: peak 364 ->
-262 MB, idle afterwards 262 -> 234 MB. Where ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_ARENA_MAX`` is set in the
+``tune_malloc`` (called once by ``mediqa watch`` before any thread starts) fixes glibc's mmap threshold
+at 16 MiB (glibc otherwise raises it after each freed big block, up to 32 MiB), its trim threshold at
+64 MiB, and allows at most two malloc arenas (one per thread otherwise). The first tuning fixed the mmap
+threshold at 256 KiB (measured then on a 2,400-file backlog of 16 series: peak 364 -> 262 MB, idle
+afterwards 262 -> 234 MB), but that made every model pass map and fault in its working buffers again:
+the constants below say what it cost, and what the present values measured. Where ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_ARENA_MAX`` is set in the
 environment, the agent leaves glibc as that site tuned it.
 """
 
@@ -47,8 +48,16 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return _trim
 
 
-M_ARENA_MAX, M_MMAP_THRESHOLD = -8, -3  # glibc's mallopt parameters (malloc.h)
-MMAP_THRESHOLD = 256 * 1024
+M_ARENA_MAX, M_MMAP_THRESHOLD, M_TRIM_THRESHOLD = -8, -3, -1  # glibc's mallopt parameters (malloc.h)
+# Blocks this big or bigger are mapped (and unmapped when freed); smaller ones come from the heap.
+# 256 KiB (the first tuning) also mapped ONNX Runtime's and numpy's working buffers (1-16 MiB): every model
+# pass faulted them in again, and a series' analysis took 1.8x as long (1.1M minor faults against 0.18M
+# for 6 series, sys time 3.5 against 0.6 s; tests/agent/test_loop_stats.py).
+MMAP_THRESHOLD = 16 * 1024 * 1024
+# The heap's top is given back only beyond this much free (glibc's default, 128 KiB, once the threshold is
+# fixed, returned and re-faulted the working set between passes); idle after a backlog, malloc_trim(0)
+# gives everything free back anyway.
+TRIM_THRESHOLD = 64 * 1024 * 1024
 ARENA_MAX = 2
 
 
@@ -65,7 +74,8 @@ def tune_malloc() -> bool:
         mallopt.restype = ctypes.c_int
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_ARENA_MAX, ARENA_MAX))
+    return (bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+            and bool(mallopt(M_ARENA_MAX, ARENA_MAX)))
 
 
 def release_memory(shrink_db: Callable[[], object] | None = None) -> bool:
