@@ -11,8 +11,8 @@ at 16 MiB (glibc otherwise raises it after each freed big block, up to 32 MiB), 
 64 MiB, and allows at most two malloc arenas (one per thread otherwise). The first tuning fixed the mmap
 threshold at 256 KiB (measured then on a 2,400-file backlog of 16 series: peak 364 -> 262 MB, idle
 afterwards 262 -> 234 MB), but that made every model pass map and fault in its working buffers again:
-the constants below say what it cost, and what the present values measured. Where ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_ARENA_MAX`` is set in the
-environment, the agent leaves glibc as that site tuned it.
+the constants below say what it cost. Where ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_ARENA_MAX`` is set in
+the environment, the agent leaves glibc as that site tuned it.
 """
 
 from __future__ import annotations
