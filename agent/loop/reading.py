@@ -12,13 +12,9 @@ crash) makes its files read in the loop, and the pool is started again later.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import multiprocessing
 import os
-import signal
-import sys
 import time
 import traceback
 import zlib
@@ -26,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
+from mediqa.agent.child import quiet_child
 from mediqa.agent.config import IngestConfig
 from mediqa.agent.dicom.index import read_header
 from mediqa.agent.dicom.records import InstanceRecord, record_to_json
@@ -101,26 +98,6 @@ def _read_in_worker(jobs: list[Job], ingest: IngestConfig) -> list[Read]:
     return out
 
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _quiet_worker(parent: int) -> None:
-    """A worker logs nothing (its lines would reach stderr without the agent's path scrubber), and dies
-    with the agent: killed outright (an OOM kill, ``kill -9``), the agent cannot stop it, and an orphan
-    would sit on its memory until the next reboot. Linux says so with a parent-death signal (sent when
-    the thread that started the worker ends: the agent's loop thread, which lives as long as the agent);
-    elsewhere the executor's own shutdown is all there is."""
-    logging.disable(logging.CRITICAL)
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            return
-        if os.getppid() != parent:  # the agent died before the signal was asked for
-            os._exit(0)
-
-
 def _started() -> bool:
     return True
 
@@ -152,7 +129,7 @@ class ReadPool:
                 return False
             try:
                 self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                     initializer=_quiet_worker, initargs=(os.getpid(),))
+                                                     initializer=quiet_child, initargs=(os.getpid(),))
                 self._starting = [self._executor.submit(_started) for _ in range(self.workers)]
             except (OSError, RuntimeError) as exc:  # no processes here (a sandbox): the loop reads by itself
                 log.warning("cannot start header reading workers (%s)", type(exc).__name__)

@@ -39,7 +39,6 @@ import logging
 import math
 import os
 import threading
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from copy import deepcopy
@@ -52,6 +51,8 @@ from highdicom.coding_schemes import CodingSchemeIdentificationItem
 from highdicom.sr import CodedConcept
 from pydicom.sr.codedict import codes
 from pydicom.uid import ComprehensiveSRStorage, generate_uid
+
+from mediqa.agent.report.sr_uids import sr_instance_uid, sr_series_uid
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +85,6 @@ SCORE_UNIT = CodedConcept("{score}", "UCUM", "score")
 _BUILD_LOCK = threading.Lock()
 TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
                        "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
-
-
-def sr_instance_uid(result_uuid: str) -> str:
-    """The SR SOP Instance UID of a result: the standard UUID-derived form ``2.25.<integer>``."""
-    return f"2.25.{uuid.UUID(str(result_uuid)).int}"
-
-
-def sr_series_uid(source_series_uid: str) -> str:
-    """One SR series per source series, the same on every run and every agent."""
-    return str(generate_uid(entropy_srcs=["mediqa-quality-sr", str(source_series_uid)]))
 
 
 def _field(result: Mapping[str, Any], flat: str, nested: str) -> str | None:

@@ -53,21 +53,18 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import pydicom
 
 from mediqa import __version__
 from mediqa.agent.config_dicom import DicomOutputConfig
 from mediqa.agent.dicom.records import InstanceRecord
-from mediqa.agent.dicom.volume import plan_series
 from mediqa.agent.report.pacs import NOT_ACCEPTED, PacsDestination, PacsError, send_to, status_ok
-from mediqa.agent.report.sr import build_quality_sr, sr_instance_uid, write_sr
+from mediqa.agent.report.sr_child import NoReport, SrBuilder
+from mediqa.agent.report.sr_uids import sr_instance_uid
 from mediqa.agent.scoring.base import SeriesResult
 from mediqa.agent.state.db import StateDB, db_path, path_from_db
-from mediqa.errors import ConfigError, MediqaError
+from mediqa.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +108,6 @@ def pacs_destination(config: DicomOutputConfig) -> PacsDestination | None:
         raise ConfigError(f"dicom.output: {exc.args[0]}", exc.remedy) from None
 
 
-class _NoReport(Exception):
-    """No report can be built for this result (said in ``last_error``)."""
-
-
 class SrOutbox:
     """Builds quality SRs of new results and sends them to the PACS; see the module docstring."""
 
@@ -133,6 +126,7 @@ class SrOutbox:
         self._snapshots: OrderedDict[int, tuple[str, list[InstanceRecord]]] = OrderedDict()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._builder = SrBuilder()  # reports are built in a worker process (sr_child: no highdicom here)
         self._thread: threading.Thread | None = None
         self._started = clock()
         self._schema_db: StateDB | None = None
@@ -168,6 +162,7 @@ class SrOutbox:
         if self._thread is not None:
             self._thread.join(self.config.timeout_s + 10)
             self._thread = None
+        self._builder.close()
 
     def __enter__(self) -> SrOutbox:
         self.start()
@@ -227,6 +222,10 @@ class SrOutbox:
         if now - self._last_prune >= PRUNE_EVERY_S:
             self._last_prune = now
             self.prune(db, now)
+        if self._thread is None:
+            self._builder.close()  # a pass run by hand (a test, a tool) leaves no worker behind
+        else:
+            self._builder.close_if_idle()
         row = db.query_one("SELECT MIN(next_try) FROM sr_outbox WHERE state='pending'")
         self._next_due = None if row is None or row[0] is None else float(row[0])
         if self._deferred_until is not None:
@@ -302,15 +301,14 @@ class SrOutbox:
             state, path, error = ("pending" if self._dest is not None else "local"), b"", None
             try:
                 if records is None:
-                    raise _NoReport("superseded before its report was built")
-                ds = self._build(db, result, records, supersedes)
-                path = db_path(str(write_sr(ds, self.sr_dir)))
-            except _NoReport as why:
+                    raise NoReport("superseded before its report was built")
+                path = db_path(str(self._builder.build(result, records, self._replaces(db, supersedes), self.sr_dir)))
+            except NoReport as why:
                 state, error = ("skipped" if records is None else "failed"), str(why)
             except OSError as exc:  # the state dir's disk: this result and the rest wait for the next pass
                 self._complain(f"SR outbox cannot write a report ({exc.strerror or type(exc).__name__})")
                 break
-            except Exception as exc:  # noqa: BLE001 - one result's bad header must not stop the others
+            except Exception as exc:  # noqa: BLE001 - one result's bad header (or a worker that died) must not stop the others
                 state, error = "failed", f"the report could not be built ({type(exc).__name__})"
             with db.transaction() as c:
                 c.execute("INSERT OR IGNORE INTO sr_outbox (result_uuid, series_uid, sr_uid, path, state, attempts, "
@@ -326,26 +324,6 @@ class SrOutbox:
             for rid in [k for k in self._snapshots if k <= self._after_id]:
                 del self._snapshots[rid]
         return built
-
-    def _build(self, db: StateDB, result: Mapping[str, Any], records: Sequence[InstanceRecord],
-               supersedes: str | None) -> pydicom.Dataset:
-        unique = list({r.sop_instance_uid: r for r in records}.values())
-        if not unique:
-            raise _NoReport("no readable instance to report on")
-        header = None
-        for record in unique:  # the patient and study modules of the series, header-only
-            try:
-                ds = pydicom.dcmread(record.path, stop_before_pixels=True)
-            except Exception:  # noqa: BLE001 - gone, unreadable: try the next file of the series
-                continue
-            if str(ds.get("SeriesInstanceUID", "")) == record.series_uid and "StudyInstanceUID" in ds:
-                header = ds
-                break
-        if header is None:
-            raise _NoReport("none of the series' files can be read any more")
-        return build_quality_sr(result, header, _worst_sop_uid(result, unique),
-                                [(r.sop_class_uid, r.sop_instance_uid) for r in unique],
-                                replaces=self._replaces(db, supersedes))
 
     @staticmethod
     def _replaces(db: StateDB, supersedes: str | None) -> str | None:
@@ -422,15 +400,3 @@ class SrOutbox:
             log.debug(text)
 
 
-def _worst_sop_uid(result: Mapping[str, Any], records: Sequence[InstanceRecord]) -> str | None:
-    """The SOP Instance UID of the result's worst slice: its index is into ``plan_series(records).slices``."""
-    worst = result.get("worst_slice")
-    index = worst.get("index") if isinstance(worst, Mapping) else None
-    if not isinstance(index, int) or isinstance(index, bool):
-        return None
-    try:
-        layout = plan_series(records)
-        path = layout.slices[index].path
-    except (MediqaError, IndexError):
-        return None
-    return next((r.sop_instance_uid for r in records if r.path == path), None)

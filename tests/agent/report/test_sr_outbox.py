@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -371,3 +372,39 @@ def test_the_agent_says_when_it_has_work_waiting(tmp_path, clean, noisy, monkeyp
         assert len(site.agent.step()) == 1 and not site.agent.working
     finally:
         site.agent.close()
+
+
+_AGENT_WITHOUT_HIGHDICOM = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from dicom_peers import agent_config
+from mediqa.agent.report.sr_outbox import DicomOutputConfig, SrOutbox
+from mediqa.agent.scoring.classical import ClassicalScorer
+from mediqa.agent.service import Agent
+state, export = Path(sys.argv[1]), Path(sys.argv[2])
+now = [1000.0]
+agent = Agent(agent_config(state, watch={"file_stable_s": 0.0, "reconcile_interval_s": 0.001}), ClassicalScorer(),
+              export, clock=lambda: now[0])
+outbox = SrOutbox(DicomOutputConfig(), state, db=lambda: agent.db, records=lambda uid: agent.tracker.records(uid),
+                  clock=lambda: now[0])
+agent.on_result = outbox.on_result
+for _ in range(3):
+    agent.step()
+    now[0] += 5.0
+print(outbox.run_once(), len(list((state / "sr").glob("*.dcm"))), "highdicom" in sys.modules)
+agent.close()
+"""
+
+
+def test_reports_are_built_in_a_worker_and_highdicom_never_loads_into_the_agent(tmp_path, clean):
+    """highdicom cost the agent ~62 MB resident for its whole life (252 against 170 MB idle after a backlog)."""
+    export = tmp_path / "export" / "a"
+    export.mkdir(parents=True)
+    for p in clean:
+        (export / p.name).write_bytes(p.read_bytes())
+    run = subprocess.run([sys.executable, "-c", _AGENT_WITHOUT_HIGHDICOM, str(tmp_path / "state"),
+                          str(tmp_path / "export"), str(Path(__file__).parents[2])],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["(1,", "0)", "1", "False"]
