@@ -74,6 +74,10 @@ class CompletionConfig:
     adaptive: bool = False
     adaptive_k: float = 10.0
     adaptive_min_s: float = 2.0
+    # Score a series silent this long ahead of its quiet period's end, while the loop has nothing else to do;
+    # the result is saved and shown when the quiet period ends, and only when the series' files are exactly
+    # those it was computed from (agent/loop/ahead.py). Costs idle CPU only; 0 turns it off.
+    score_ahead_s: float = 1.0
 
     def quiet_for(self, modality: str) -> float:
         return float(self.quiet_period_s.get(modality, self.quiet_period_s.get("default", 10.0)))
@@ -247,6 +251,8 @@ def _check(cfg: AgentConfig) -> None:
         _check_key(f"completion.quiet_period_s.{key}", key, ("default", *MODALITIES))
         if quiet < 0:
             raise ConfigError(f"completion.quiet_period_s.{key} must not be negative")
+    if cfg.completion.score_ahead_s < 0:
+        raise ConfigError("completion.score_ahead_s must not be negative (0 turns scoring ahead off)")
     _check_thresholds(cfg.thresholds)
     check_alerts(cfg.alerts)
     check_fleet(cfg.fleet)

@@ -49,6 +49,7 @@ from mediqa.agent.config import AgentConfig, HeaderLimits
 from mediqa.agent.dicom.decode import SliceKey
 from mediqa.agent.dicom.index import read_header
 from mediqa.agent.dicom.records import InstanceRecord
+from mediqa.agent.loop.ahead import AheadJob
 from mediqa.agent.loop.base import COMPLAIN_EVERY_S, WRITE_RETRY_S, Health
 from mediqa.agent.loop.completion import CompletionJob, check_adaptive
 from mediqa.agent.loop.intake import IntakeJob
@@ -89,7 +90,7 @@ def check_paths(config: AgentConfig, folder: Path) -> None:
                               "the agent never writes there: choose a place elsewhere")
 
 
-class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, SaliencyJob):
+class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, AheadJob, SaliencyJob):
     """The daemon's loop over one export folder (``step`` is one pass, ``run`` the passes until stopped).
 
     ``on_result(result, result_id)`` shows each result (the console); ``on_pass()`` is called once per pass
@@ -114,7 +115,7 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, SaliencyJob):
         self.labels = PathLabels(self.folder, config.report.log_paths)
         self._scrubber = PathScrubber([str(self.folder)])
         self.state_dir = config.state_path.resolve()
-        self.events: queue.Queue[PathEvent] = queue.Queue()
+        self.events: queue.SimpleQueue[PathEvent] = queue.SimpleQueue()
         self.settler = Settler(config.watch.file_stable_s, clock)  # files seen, not yet stable
         self._saliency_first = deque()
         self._saliency_todo = deque()  # filled as instances arrive, drained a little every pass
@@ -135,6 +136,9 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, SaliencyJob):
         self._indexed_since_release = 0
         self._pool = ReadPool()  # worker processes for big batches (started when first needed)
         self.due_left = 0
+        self._ahead = {}  # series uid -> its result scored ahead of its quiet period's end (``loop.ahead``)
+        self._ahead_tries = {}
+        self._ahead_more = False
         # Files or series waiting after the last pass (set by the loop, read by other threads: a plain flag).
         # The SR outbox builds reports only while this is False (or once they waited SR_DEFER_MAX_S).
         self.working = False
@@ -162,7 +166,8 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, SaliencyJob):
 
     # --- one pass ---------------------------------------------------------------------------------------
     def step(self, wait_s: float = 0.0) -> list[SeriesResult]:
-        """One pass: take events, walk a slice, index a batch of stable files, score due series, some saliency.
+        """One pass: take events, walk a slice, index a batch of stable files, score due series, some saliency,
+        and, with nothing else to do, score one quiet series ahead of its quiet period's end (``loop.ahead``).
 
         Waits up to ``wait_s`` for a file event only when nothing else is left to do. Each phase is
         guarded: an error in one is a problem (``health``), and the next phase runs.
@@ -170,7 +175,8 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, SaliencyJob):
         self._failed.clear()
         busy = not self.settler.all_settling()  # files past their quiet window wait to be indexed
         with self._guard("taking file events", "intake"):
-            self._drain(0.0 if busy or self._walk is not None or self._saliency_waiting() else wait_s)
+            more = busy or self._walk is not None or self._saliency_waiting() or self._ahead_more
+            self._drain(0.0 if more else wait_s)
         self._walk_slice()
         if not self._late_shown:
             self._late_shown = True
@@ -192,6 +198,8 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, SaliencyJob):
                 self._flush_jsonl()
             with self._guard("computing saliency", "saliency"):
                 self._saliency_step(busy=not self.settler.all_settling())
+            with self._guard("scoring ahead", "scoring"):
+                self._score_ahead()
         if self._indexed_since_release >= RELEASE_AFTER_FILES and not self._saliency_waiting() and self.idle():
             self._release_memory()
         self._update_health()

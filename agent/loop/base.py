@@ -1,9 +1,9 @@
 """What every job of the agent loop shares: the state it works on, its health, and the guard of each phase.
 
 ``LoopBase`` declares the attributes the jobs (``state``, ``intake``, ``completion``, ``scoring``,
-``saliency``) read and write; ``mediqa.agent.service.Agent`` inherits them all and sets them up. A call
-from one job into another goes through a method declared here (``_recover_corrupt``, ``_observe``,
-``_hold``, ``_flush_jsonl``, ``_forget_saliency_todo``), so each module stands on this one only.
+``ahead``, ``saliency``) read and write; ``mediqa.agent.service.Agent`` inherits them all and sets them up.
+A call from one job into another goes through a method declared here (``_recover_corrupt``, ``_observe``,
+``_hold``, ``_take_ahead``, ``_flush_jsonl``, ...), so each module stands on this one only.
 
 Never down: each phase of a pass runs inside ``_guard``; a database or internal error becomes a problem
 (``health``), logged at ERROR at most once a minute (``COMPLAIN_EVERY_S``), and the next phase runs.
@@ -30,7 +30,7 @@ from mediqa.agent.loop.rhythm import Rhythm
 from mediqa.agent.loop.stats import AgentStats
 from mediqa.agent.report.privacy import PathLabels, PathScrubber, clean_text
 from mediqa.agent.report.store import ResultStore
-from mediqa.agent.scoring.base import SeriesResult
+from mediqa.agent.scoring.base import Scorer, SeriesResult
 from mediqa.agent.series.tracker import SeriesState, SeriesTracker
 from mediqa.agent.state.db import StateDB, is_corrupt
 from mediqa.agent.watch.settle import Settler
@@ -85,7 +85,7 @@ class LoopBase:
     _walk: Iterator[str] | None
     _last_reconcile: float
     _unlistable: set[str]
-    events: queue.Queue[PathEvent]
+    events: queue.SimpleQueue[PathEvent]
     _arrived: dict[str, float]  # series uid -> when its newest file was written (agent clock), this run
     _applied: dict[str, float]  # series uid -> when the tracker last recorded one of its files (agent clock)
     _rhythms: dict[str, Rhythm]  # series uid -> its files' arrival rhythm (``completion.adaptive`` only)
@@ -94,6 +94,8 @@ class LoopBase:
     _saliency_todo: deque[InstanceRecord]  # arrivals that may be (their series announces no slice count)
     _directions: dict[str, tuple[int, float] | int]  # series uid -> its slice direction (or a first slice)
     _indexed_since_release: int
+    scorer: Scorer
+    due_left: int  # series found due by the last pass and not scored in it (they are scored next pass)
     # completion
     _started_at: float
     _scan_done: bool
@@ -128,6 +130,18 @@ class LoopBase:
         def _flush_jsonl(self) -> None: ...  # scoring.ScoringJob
 
         def _forget_saliency_todo(self, series_uid: str) -> None: ...  # saliency.SaliencyJob
+
+        def _since(self, st: SeriesState) -> float: ...  # completion.CompletionJob
+
+        def _quiet_wait(self, st: SeriesState) -> float: ...  # completion.CompletionJob
+
+        def _held(self, st: SeriesState) -> bool: ...  # completion.CompletionJob
+
+        def _analyse(self, st: SeriesState, records: list[InstanceRecord]) -> SeriesResult: ...  # scoring.ScoringJob
+
+        def _take_ahead(self, series_uid: str, digest: str) -> SeriesResult | None: ...  # ahead.AheadJob
+
+        def _forget_ahead(self, series_uid: str) -> None: ...  # ahead.AheadJob
 
     # --- writes ---------------------------------------------------------------------------------------
     def _writable(self) -> bool:

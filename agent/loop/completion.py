@@ -84,25 +84,30 @@ class CompletionJob(LoopBase):
             self._rhythms.setdefault(series_uid, Rhythm()).add(written)
 
     def _forget_arrival(self, series_uid: str) -> None:
+        self._forget_ahead(series_uid)
         self._arrived.pop(series_uid, None)
         self._applied.pop(series_uid, None)
         self._rhythms.pop(series_uid, None)
 
     def _hold(self, st: SeriesState) -> bool:
         """True while a series that looks complete must still wait (see the module docstring)."""
-        if not self._scan_done or not self._seeded or st.series_uid in self._unsaved:
-            return True
         if st.state in ("open", "reopened"):
             early = (self.config.completion.early_on_expected_count and st.expected is not None
                      and st.instances >= st.expected)
             if not early and self.clock() - self._since(st) < self._quiet_wait(st):
                 return True  # a quiet period after a start: what arrived while the agent was stopped is unknown
+        return self._held(st) or self._files_changed(st)
+
+    def _held(self, st: SeriesState) -> bool:
+        """What holds a series besides its quiet period and its files changed since they were read (``_hold``;
+        scoring ahead asks only this: a changed file is read again at completion, and changes its digest)."""
+        if not self._scan_done or not self._seeded or st.series_uid in self._unsaved:
+            return True
         folders = self.tracker.folders(st.series_uid)
         if self._folders_busy(folders):
             return True
-        if self.open_folders is not None and folders & self.open_folders():
-            return True  # its DICOM association is still open: more instances may come
-        return self._files_changed(st)
+        # its DICOM association is still open: more instances may come
+        return self.open_folders is not None and bool(folders & self.open_folders())
 
     def _folders_busy(self, folders: set[str]) -> bool:
         """A file is pending in one of ``folders`` (first seen less than ``_hold_cap`` ago: a file that

@@ -42,9 +42,7 @@ SCORE_SLICE_S = 1.0  # a pass scores due series until this long has passed (at l
 
 
 class ScoringJob(LoopBase):
-    scorer: Scorer
     on_result: ResultCallback | None
-    due_left: int  # series found due by the last pass and not scored in it (they are scored next pass)
 
     def _score_due(self) -> list[SeriesResult]:
         results = []
@@ -67,7 +65,7 @@ class ScoringJob(LoopBase):
         uid = st.series_uid
         records = self.tracker.records(uid)
         skips = self.tracker.skip_counts(uid)
-        digest = _digest(self.tracker.content(uid), skips)
+        digest = series_digest(self.tracker.content(uid), skips)
         unreadable = sum(n for reason, n in skips.items() if reason not in FILTER_REASONS)
         try:
             attempts = self.tracker.begin_attempt(uid)
@@ -87,8 +85,8 @@ class ScoringJob(LoopBase):
             else:
                 result = unscored_result([], [f"no image could be read: {summary}"], scorer=self.scorer,
                                          series_uid=uid, series_key=st.series_key, modality=st.modality)
-        else:
-            result = self._analyse(st, records)
+        else:  # scored ahead on exactly these files (``ahead``), or now
+            result = self._take_ahead(uid, digest) or self._analyse(st, records)
         notice = _read_notice(len({r.sop_instance_uid for r in records}), unreadable, st.expected)
         if notice:
             result = replace(result, notices=(notice, *result.notices))
@@ -222,7 +220,7 @@ class ScoringJob(LoopBase):
         self._resolved("jsonl")
 
 
-def _digest(content: list[tuple[str, int | None]], skips: dict[str, int]) -> str:
+def series_digest(content: list[tuple[str, int | None]], skips: dict[str, int]) -> str:
     """What a result was computed from: its instances, their content, and the files that could not be read."""
     h = hashlib.sha256()
     for sop, crc in sorted(content):

@@ -335,6 +335,11 @@ class SeriesTracker:
             row = db.execute("SELECT attempts FROM series WHERE series_uid=?", (series_uid,)).fetchone()
         return int(row[0]) if row else 0
 
+    def end_attempt(self, series_uid: str) -> None:
+        """An attempt that ended without saving a result (scored ahead, ``loop.ahead``): not a death."""
+        with self.db.transaction() as db:
+            db.execute("UPDATE series SET attempts=MAX(0, attempts-1) WHERE series_uid=?", (series_uid,))
+
     def next_deadline(self) -> float | None:
         """Seconds until the earliest open series goes quiet (None when nothing is open)."""
         now = self._clock()
@@ -362,6 +367,10 @@ class SeriesTracker:
     def state(self, series_uid: str) -> SeriesState | None:
         found = self._states("series_uid=?", (series_uid,))
         return found[0] if found else None
+
+    def open_states(self) -> list[SeriesState]:
+        """Series still receiving files (or waiting for their quiet period), in the order they began."""
+        return self._states("state IN ('open','reopened')")
 
     def all_states(self) -> list[SeriesState]:
         return self._states("1=1")
