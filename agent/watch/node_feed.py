@@ -109,7 +109,7 @@ def spool_path(configured: str, state_dir: Path) -> Path:
 class NodeFeed:
     """The DICOM node feeding ``events`` (the agent's queue), and its spool housekeeping; see the module docstring."""
 
-    def __init__(self, events: queue.Queue[PathEvent], config: DicomNodeConfig, spool_dir: str | os.PathLike[str],
+    def __init__(self, events: queue.SimpleQueue[PathEvent], config: DicomNodeConfig, spool_dir: str | os.PathLike[str],
                  db: DbSource, *, keep: Callable[[str], bool] | None = None,
                  housekeeping_s: float = HOUSEKEEPING_S, export_folder: str | os.PathLike[str] | None = None) -> None:
         spool = Path(spool_dir).expanduser().resolve()

@@ -1,35 +1,29 @@
 """Turns file-system noise into path events. It never opens anything for writing.
 
-watchdog handlers only enqueue and return; the agent loop owns state and time. Events are lossy
-(inotify overflow, no events on SMB/NFS clients, files written into a folder created a moment
-ago), so a periodic reconciliation scan re-walks the tree (``walk.walk_files``) and enqueues whatever
-it finds; the tracker's file table makes that idempotent.
+Readers only enqueue and return; the agent loop owns state and time. Events are lossy (inotify overflow,
+no events on SMB/NFS clients, files written into a folder created a moment ago), so a periodic
+reconciliation scan re-walks the tree (``walk.walk_files``) and enqueues whatever it finds; the tracker's
+file table makes that idempotent. Every event passes the walk's rules (``events.EventFilter``: nothing
+deeper than ``max_depth``, no link leaving the root, no dot file or folder, no DICOMDIR).
 
-Health. watchdog adds its watches recursively (``os.walk``, and ``DirectorySnapshot`` for polling): on
-Python 3.11 a tree ~1,000 folders deep raises RecursionError, at start in the caller's thread, or later
-in watchdog's own threads when such a tree is moved in, which then die silently. So the watcher
-- probes the tree at start (iteratively): deeper than ``max_depth``, it watches the top folder only,
-  not recursively (the reconcile walk, which stops at ``max_depth`` anyway, finds the rest);
-- falls back the same way when starting the recursive watch raises anyway, and never raises from
-  ``start`` (a watch that cannot start at all is reported, not fatal: the reconcile walk still runs);
-- keeps watchdog's threads running past an exception in their event handling, and records it;
-- applies the walk's rules to events: nothing deeper than ``max_depth``, no link leaving the root, no dot
-  file or folder (``.part`` copies, sync droppings) and no DICOMDIR.
-
-Cost. A console writes each file in many small writes; inotify reports one IN_MODIFY per write (one per
-64 KiB with ``cp``), and each became a Python event in watchdog's threads. Where the OS reports the end
-of a write (inotify's IN_CLOSE_WRITE), the native watch asks only for what the loop needs
-(``event_filter`` narrows the inotify mask): files created, moved in, closed after writing, folders
-created or moved in (``WATCHED_EVENTS_WITH_CLOSE``). Elsewhere (Windows, macOS, polling) it listens to
-modifications instead of closes (``WATCHED_EVENTS``): a file rewritten in place has no other sign. An
-event equal to the one just queued, still waiting in the queue, is dropped (coalesced).
+Readers. On Linux the native watch is this package's inotify reader (``inotify.InotifyTree``: one thread,
+only the events the loop needs, watches added iteratively down to ``max_depth``; why not watchdog's is
+said there). Elsewhere (Windows, macOS) and for polling it is a watchdog observer, where
+- watchdog adds its watches recursively (``os.walk``, and ``DirectorySnapshot`` for polling): on Python
+  3.11 a tree ~1,000 folders deep raises RecursionError, at start or later in watchdog's own threads. So
+  the tree is probed at start (iteratively): deeper than ``max_depth``, the top folder only is watched,
+  not recursively (the reconcile walk, which stops at ``max_depth`` anyway, finds the rest), and the same
+  fallback is taken when starting the recursive watch raises anyway;
+- watchdog's threads are kept running past an exception in their event handling, which is recorded;
+- without close events it listens to modifications (``WATCHED_EVENTS``): a file rewritten in place has
+  no other sign (one event per write: coalesced in the queue, and offered once by the loop).
+``start`` never raises: a watch that cannot start at all is reported, not fatal (the walk still runs).
 
 The loop owner polls ``alive()`` and ``failure()`` (cheap, thread-safe): while ``failure()`` is not None
 native events are incomplete or gone, so it should shorten the reconcile interval (and report the text
 as the watcher's health); ``alive()`` False means no events at all (never started, stopped, or a thread
 died).
 """
-
 from __future__ import annotations
 
 import ctypes
@@ -39,7 +33,6 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from watchdog.events import (
@@ -56,7 +49,13 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, EventEmitter
 from watchdog.observers.polling import PollingObserver
 
-from mediqa.agent.watch.walk import FOLLOW_LINKS, depth_below, is_inside, skipped_name, tree_deeper_than
+from mediqa.agent.watch import inotify
+from mediqa.agent.watch.events import EventFilter, PathEvent
+from mediqa.agent.watch.walk import FOLLOW_LINKS, tree_deeper_than
+
+__all__ = ["FolderWatcher", "PathEvent"]
+
+Watch = BaseObserver | inotify.InotifyTree
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +67,6 @@ WATCHED_EVENTS: tuple[type[FileSystemEvent], ...] = (
     FileCreatedEvent, FileMovedEvent, FileModifiedEvent, DirCreatedEvent, DirMovedEvent)
 
 
-@dataclass(frozen=True)
-class PathEvent:
-    path: str
-    closed: bool = False  # the writer closed the file (or renamed it into place): no need to wait for it to settle
-    rescan: bool = False  # a directory appeared: walk it (its files may never raise their own events)
-
-
 def _describe(exc: BaseException) -> str:
     """Exception type and, for OS errors, the reason: never a message that may carry a path."""
     if isinstance(exc, OSError):
@@ -83,16 +75,11 @@ def _describe(exc: BaseException) -> str:
 
 
 class _Enqueue(FileSystemEventHandler):
-    def __init__(self, events: queue.Queue[PathEvent], root: str, max_depth: int, follow_links: str,
-                 on_error: FolderWatcher) -> None:
-        self._events = events
-        self._root = root
-        self._boundary = os.path.realpath(root)
-        self._max_depth = max_depth
-        self._follow_links = follow_links
+    """watchdog's events (polling, and the native observers of other systems) -> ``EventFilter``."""
+
+    def __init__(self, offer: EventFilter, on_error: FolderWatcher) -> None:
+        self._filter = offer
         self._watcher = on_error
-        self._last: PathEvent | None = None  # the event queued last (only this thread writes it)
-        self._prefix = root.rstrip(os.sep) + os.sep
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
@@ -103,47 +90,10 @@ class _Enqueue(FileSystemEventHandler):
     def _enqueue(self, event: FileSystemEvent) -> None:
         if event.event_type in ("deleted", "opened", "closed_no_write"):
             return
-        target = getattr(event, "dest_path", "") or event.src_path
-        target = os.fsdecode(target)
+        target = os.fsdecode(getattr(event, "dest_path", "") or event.src_path)
         is_dir = isinstance(event, (DirCreatedEvent, DirMovedEvent)) or event.is_directory
-        parts = self._parts_below_root(target)
-        depth = len(parts) if parts is not None else -1
-        folder_depth = depth if is_dir else depth - 1  # the folder this file lies in
-        if parts is None or folder_depth > self._max_depth:
-            return  # the walk does not go there either (watch.max_depth)
-        if any(skipped_name(part) for part in parts):
-            return  # nor there (a dot file or folder, a DICOMDIR)
-        # A link is created or moved in, never closed after a write (writes through a link are reported
-        # on the file it points to), so a close event needs no lstat: half the events of an export.
-        if not isinstance(event, FileClosedEvent) and os.path.islink(target) and (
-                self._follow_links == "never" or not is_inside(self._boundary, os.path.realpath(target))):
-            return  # the walk does not follow this link either (watch.follow_links)
-        if is_dir:
-            if event.event_type in ("created", "moved"):
-                self._put(PathEvent(target, rescan=True))
-            return
-        # A file renamed into place (``.part`` -> its name) was finished before the rename: as good as closed.
-        self._put(PathEvent(target, closed=isinstance(event, (FileClosedEvent, FileMovedEvent))))
-
-    def _parts_below_root(self, target: str) -> list[str] | None:
-        """The names from the root down to ``target`` ([] for the root itself); None when not below it.
-
-        watchdog joins the watched root and the names it reads, so a prefix test answers for nearly every
-        event (``relpath`` normalises both paths on each call: most of this handler's cost in a burst).
-        """
-        if target.startswith(self._prefix) and os.sep + os.curdir not in target:
-            return target[len(self._prefix):].split(os.sep)
-        depth = depth_below(self._root, target)
-        if depth < 0:
-            return None
-        return [] if depth == 0 else os.path.relpath(target, self._root).split(os.sep)
-
-    def _put(self, event: PathEvent) -> None:
-        """Queue an event, unless the same one is still waiting in the queue (the loop has not taken it)."""
-        if event == self._last and not self._events.empty():
-            return  # the last item queued is taken last: while the queue is not empty, it is still there
-        self._last = event
-        self._events.put(event)
+        kind = "closed" if isinstance(event, FileClosedEvent) else event.event_type
+        self._filter.offer(target, is_dir, kind)
 
 
 class FolderWatcher:
@@ -153,7 +103,7 @@ class FolderWatcher:
     ``follow_links`` are ``watch.max_depth``/``watch.follow_links``, the same rules as ``walk_files``.
     """
 
-    def __init__(self, folder: Path, events: queue.Queue[PathEvent], mode: str = "native",
+    def __init__(self, folder: Path, events: queue.SimpleQueue[PathEvent], mode: str = "native",
                  poll_interval_s: float = 2.0, *, max_depth: int = 32, follow_links: str = "inside") -> None:
         if follow_links not in FOLLOW_LINKS:
             raise ValueError(f"follow_links must be one of {FOLLOW_LINKS}, not {follow_links!r}")
@@ -168,7 +118,7 @@ class FolderWatcher:
         self._failure: str | None = None  # the first thing that went wrong (later ones are counted)
         self._failures = 0
         self._limited: str | None = None
-        self._observer: BaseObserver | None = None
+        self._observer: Watch | None = None
         self._stopped = False
 
     # --- health ---------------------------------------------------------------------------------
@@ -193,7 +143,7 @@ class FolderWatcher:
         if observer is not None:
             dead = _dead_threads(observer)
             if dead:
-                return f"watchdog thread(s) stopped: {', '.join(dead)}" + (f" (after {failure})" if failure else "")
+                return f"watch thread(s) stopped: {', '.join(dead)}" + (f" (after {failure})" if failure else "")
         return failure or limited
 
     def record_failure(self, where: str, exc: BaseException) -> None:
@@ -214,6 +164,9 @@ class FolderWatcher:
     def start(self) -> None:
         """Start watching; never raises for the file tree's sake (see ``failure()``)."""
         root = os.fspath(self.folder)
+        if self.mode == "native" and inotify.available():
+            self._start_inotify(root)
+            return
         if tree_deeper_than(root, self.max_depth):
             self.recursive = False
             self._limited = (f"the export tree is deeper than watch.max_depth ({self.max_depth}): native events "
@@ -242,13 +195,30 @@ class FolderWatcher:
         log.info("watching %s (%s observer%s)", self.folder, type(observer).__name__,
                  "" if self.recursive else ", top folder only")
 
+    def _start_inotify(self, root: str) -> None:
+        """Linux: this package's reader (``inotify``), bounded by ``max_depth`` and iterative, so no fallback."""
+        tree = inotify.InotifyTree(root, EventFilter(self.events, root, self.max_depth, self.follow_links).offer,
+                                   self.record_failure, max_depth=self.max_depth)
+        try:
+            tree.start()
+        except Exception as exc:  # noqa: BLE001 - e.g. the folder is gone, or no inotify instance is left
+            tree.stop()
+            with self._lock:
+                self._failure = f"the file watch could not start ({_describe(exc)}): only the reconcile walk runs"
+            log.error("file watcher: %s", self._failure)
+            return
+        with self._lock:
+            self._observer = tree
+        _name_threads(tree)
+        log.info("watching %s (inotify, %d folders)", self.folder, tree.watches)
+
     def _start_observer(self, root: str, *, recursive: bool) -> BaseObserver:
         observer: BaseObserver = (PollingObserver(timeout=self._poll_interval_s) if self.mode == "polling"
                                   else Observer())
         wanted = WATCHED_EVENTS_WITH_CLOSE if _has_close_events(observer) else WATCHED_EVENTS
         try:
-            observer.schedule(_Enqueue(self.events, root, self.max_depth, self.follow_links, self), root,
-                              recursive=recursive, event_filter=list(wanted))
+            offer = EventFilter(self.events, root, self.max_depth, self.follow_links)
+            observer.schedule(_Enqueue(offer, self), root, recursive=recursive, event_filter=list(wanted))
             for emitter in observer.emitters:
                 self._guard_emitter(emitter)
             self._guard_inotify(observer)
@@ -305,8 +275,8 @@ class FolderWatcher:
         self.stop()
 
 
-def _name_threads(observer: BaseObserver, name: bytes = b"mediqa-watch") -> None:
-    """Give watchdog's threads an OS name (``top -H``, ``/proc/<pid>/task/*/comm``; Linux only, best effort)."""
+def _name_threads(observer: Watch, name: bytes = b"mediqa-watch") -> None:
+    """Give the watch's threads an OS name (``top -H``, ``/proc/<pid>/task/*/comm``; Linux only, best effort)."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -320,11 +290,13 @@ def _name_threads(observer: BaseObserver, name: bytes = b"mediqa-watch") -> None
 
 
 def _has_close_events(observer: BaseObserver) -> bool:
-    """inotify (Linux) reports when a writer closes a file; the other native observers and polling do not."""
+    """watchdog's inotify observer reports when a writer closes a file; its other observers do not."""
     return type(observer).__name__ in ("InotifyObserver", "InotifyFullObserver")
 
 
-def _threads(observer: BaseObserver) -> list[threading.Thread]:
+def _threads(observer: Watch) -> list[threading.Thread]:
+    if isinstance(observer, inotify.InotifyTree):
+        return [observer.thread]
     threads: list[threading.Thread] = [observer, *observer.emitters]
     reader = getattr(observer, "_inotify_fd", None)
     if isinstance(reader, threading.Thread):
@@ -332,14 +304,15 @@ def _threads(observer: BaseObserver) -> list[threading.Thread]:
     return threads
 
 
-def _dead_threads(observer: BaseObserver) -> list[str]:
-    return [type(t).__name__ for t in _threads(observer) if not t.is_alive()]
+def _dead_threads(observer: Watch) -> list[str]:
+    return [t.name if isinstance(observer, inotify.InotifyTree) else type(t).__name__
+            for t in _threads(observer) if not t.is_alive()]
 
 
-def _dispose(observer: BaseObserver) -> None:
-    """Stop an observer and its threads, started or not, without raising."""
+def _dispose(observer: Watch) -> None:
+    """Stop a watch and its threads, started or not, without raising."""
     try:
-        observer.stop()  # also stops the emitters and the inotify reader (and joins the latter)
+        observer.stop()  # watchdog's also stops the emitters and the inotify reader (and joins the latter)
     except Exception as exc:  # noqa: BLE001 - stopping must not fail the caller
         log.debug("file watcher: stopping the observer raised %s", _describe(exc))
     deadline = time.monotonic() + 5.0

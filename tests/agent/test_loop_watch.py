@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from test_reliability_support import Clock, agent
 
+from mediqa.agent.watch import inotify
 from mediqa.agent.watch.watcher import FolderWatcher, PathEvent
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
@@ -34,18 +35,21 @@ def _collect(events: queue.Queue[PathEvent], until: str, timeout_s: float = 10.0
 
 @linux
 def test_the_native_watch_asks_for_close_move_and_create_events_only(tmp_path):
-    from watchdog.observers.inotify_c import InotifyConstants as C
+    from watchdog.observers.inotify_c import InotifyConstants as C  # the kernel's numbers, from another source
 
     watcher = FolderWatcher(tmp_path, queue.Queue(), "native")
     watcher.start()
     try:
-        (emitter,) = watcher._observer.emitters
-        mask = emitter.get_event_mask_from_filter()
+        assert isinstance(watcher._observer, inotify.InotifyTree)  # this package's reader, not watchdog's
     finally:
         watcher.stop()
+    mask = inotify.WATCH_MASK
     assert mask & C.IN_CLOSE_WRITE and mask & C.IN_CREATE and mask & C.IN_MOVED_TO
     for unwanted in (C.IN_MODIFY, C.IN_ATTRIB, C.IN_OPEN, C.IN_CLOSE_NOWRITE, C.IN_ACCESS, C.IN_DELETE):
         assert not mask & unwanted
+    for name in ("IN_CLOSE_WRITE", "IN_MOVED_FROM", "IN_MOVED_TO", "IN_CREATE", "IN_Q_OVERFLOW", "IN_IGNORED",
+                 "IN_ONLYDIR", "IN_DONT_FOLLOW", "IN_EXCL_UNLINK", "IN_ISDIR"):
+        assert getattr(inotify, name) == getattr(C, name), name
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 """A folder tree 1,100 levels deep (past Python's recursion limit): the walk and the watcher stay up.
 
-Python 3.11's os.walk recurses, and so do watchdog's inotify setup and polling snapshots: each raised
-RecursionError on such a tree. The fixture builds it iteratively and removes it iteratively.
+Python 3.11's os.walk recurses, and so did watchdog's inotify setup and still do its polling snapshots: each
+raised RecursionError on such a tree (the native watch on Linux is now this package's iterative reader).
+The fixture builds it iteratively and removes it iteratively.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import pytest
 from poison import DEEP, make_deep_tree
 
 from mediqa.agent.dicom.index import scan_tree
-from mediqa.agent.watch import walk
+from mediqa.agent.watch import inotify, walk
 from mediqa.agent.watch.walk import walk_files
 from mediqa.agent.watch.watcher import FolderWatcher, PathEvent
+
+linux = pytest.mark.skipif(not inotify.available(), reason="inotify (Linux)")
 
 
 def _rel(paths, root):
@@ -68,12 +71,29 @@ def _events_for(events: queue.Queue[PathEvent], name: str, timeout: float = 5.0)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["native", "polling"])
-def test_watcher_on_a_deep_tree_falls_back_to_the_top_folder(deep_tree, mode):
+@linux
+def test_the_native_watch_on_a_deep_tree_stops_at_max_depth(deep_tree):
+    """The inotify reader adds its watches iteratively, down to watch.max_depth: no fallback needed."""
     root, _ = deep_tree
     events: queue.Queue[PathEvent] = queue.Queue()
-    watcher = FolderWatcher(root, events, mode, poll_interval_s=0.2)
-    watcher.start()  # raised RecursionError (native: inotify watches; polling: the first snapshot)
+    watcher = FolderWatcher(root, events, "native")
+    watcher.start()
+    try:
+        assert watcher.alive() and watcher.failure() is None and watcher.recursive
+        assert watcher._observer.watches == 1 + 1 + 32  # the root, ok/, and d/ ... down to depth 32
+        (root / "new.dcm").write_bytes(b"x")
+        assert any(e.path == str(root / "new.dcm") for e in _events_for(events, "new.dcm"))
+    finally:
+        watcher.stop()
+    assert not watcher.alive() and watcher.failure() is None
+
+
+@pytest.mark.slow
+def test_polling_on_a_deep_tree_falls_back_to_the_top_folder(deep_tree):
+    root, _ = deep_tree
+    events: queue.Queue[PathEvent] = queue.Queue()
+    watcher = FolderWatcher(root, events, "polling", poll_interval_s=0.2)
+    watcher.start()  # raised RecursionError (watchdog's first snapshot)
     try:
         assert watcher.alive()
         assert "watch.max_depth" in (watcher.failure() or "")
@@ -87,8 +107,9 @@ def test_watcher_on_a_deep_tree_falls_back_to_the_top_folder(deep_tree, mode):
 
 
 @pytest.mark.slow
+@linux
 def test_watcher_survives_a_deep_tree_moved_in(tmp_path, deep_tree):
-    """Moved in while watching: watchdog adds watches (and makes events) for it recursively, in its threads."""
+    """Moved in while watching: the reader adds watches for it down to watch.max_depth, in its thread."""
     root, _ = deep_tree
     export = tmp_path / "watched"
     (export / "a").mkdir(parents=True)
@@ -99,10 +120,11 @@ def test_watcher_survives_a_deep_tree_moved_in(tmp_path, deep_tree):
         assert watcher.alive() and watcher.failure() is None and watcher.recursive
         os.rename(root / "d", export / "a" / "d")  # 1,100 levels arrive at once
         deadline = time.monotonic() + 10
-        while watcher.failure() is None and time.monotonic() < deadline:
+        while watcher._observer.watches < 2 + 31 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert "RecursionError" in (watcher.failure() or "")
-        assert watcher.alive()  # the threads kept running ...
+        assert watcher._observer.watches == 2 + 31  # the root, a/, and d/ ... down to depth 32
+        assert watcher.failure() is None
+        assert watcher.alive()  # the thread kept running ...
         (export / "a" / "after.dcm").write_bytes(b"x")  # ... so later events still arrive
         seen = _events_for(events, "after.dcm")
         assert any(e.path == str(export / "a" / "after.dcm") for e in seen)
@@ -130,15 +152,21 @@ def test_deep_tree_created_level_by_level_while_watching(tmp_path):
         watcher.stop()
 
 
-def test_a_dead_watchdog_thread_is_reported(tmp_path):
+@pytest.mark.parametrize("mode", ["native", "polling"])
+def test_a_dead_watch_thread_is_reported(tmp_path, mode):
     events: queue.Queue[PathEvent] = queue.Queue()
-    watcher = FolderWatcher(tmp_path, events, "native")
+    watcher = FolderWatcher(tmp_path, events, mode, poll_interval_s=0.2)
     watcher.start()
     try:
         assert watcher.alive() and watcher.failure() is None
-        for emitter in list(watcher._observer.emitters):  # as if it had died
-            emitter.stop()
-            emitter.join(5)
+        observer = watcher._observer
+        if isinstance(observer, inotify.InotifyTree):  # as if it had died
+            observer._stopping.set()
+            observer.thread.join(5)
+        else:
+            for emitter in list(observer.emitters):
+                emitter.stop()
+                emitter.join(5)
         assert not watcher.alive()
         assert "stopped" in (watcher.failure() or "")
     finally:

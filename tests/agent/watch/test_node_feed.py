@@ -93,8 +93,12 @@ def test_files_in_the_spool_at_start_are_offered_and_prune_spares_what_is_not_sc
         feed = NodeFeed(agent.events, DicomNodeConfig(listen="127.0.0.1:0", keep_hours=1.0), spool,
                         db=lambda: agent.db, housekeeping_s=0)
         with feed:
-            offered = [e.path for e in list(agent.events.queue)]  # a look, left in the queue
-            assert offered == [str(early)]
+            taken = []
+            while not agent.events.empty():  # a look, then put back in order
+                taken.append(agent.events.get_nowait())
+            for event in taken:
+                agent.events.put(event)
+            assert [e.path for e in taken] == [str(early)]
             assert storescu(feed.address[1], clean).returncode == 0
             _wait(lambda: len(feed.associations) == 1, what="the association's end")
             agent.step()
