@@ -13,6 +13,8 @@ Scenarios (``--only`` picks some):
   latency  last file -> result for CT 300 and CT 2000 slices (the expected count is in the headers), written
            as fast as the disk allows and at --rate files/s (a console's pace), vs the floor: reading the chosen
            slices' pixels plus one model pass on ONNX Runtime
+  quiet    last file -> result for a series without a count (CT 300 and MR 170 at --rate files/s), minus its
+           quiet period, vs the same floor (what scoring ahead of the quiet period's end saves)
   burst    20 series arriving together (10 CT + 10 MR, 150 slices each): p50/p90/max last file -> result,
            vs each series' own quiet period + 2 s; the watch thread's CPU share during the burst
   backlog  start-up with a backlog (default 20,000 files in 140 series): time to first result, files/s
@@ -47,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "dicom"
 CT_SOURCE = SHARED / "dcm_qa_ct/In/Philips/S21570/S2020"  # 512x512 head CT, 1 mm
 MR_SOURCE = SHARED / "dcm_qa_philips_enh/In/cl"  # 256x256 3D T1
-SCENARIOS = ("index", "latency", "burst", "backlog", "idle", "ort")
+SCENARIOS = ("index", "latency", "quiet", "burst", "backlog", "idle", "ort")
 
 
 # --- series on disk --------------------------------------------------------------------------------
@@ -105,12 +107,16 @@ def export(src: Path, dest: Path, rate: float = 0.0) -> subprocess.Popen[str]:
                             text=True)
 
 
+OVERRIDES: list[str] = []  # ``--set`` items: config overrides of every agent run (none by default)
+
+
 # --- the agent as a black box ----------------------------------------------------------------------
 class AgentProcess:
     """``mediqa watch`` with the shipped config; only folder and state dir are given."""
 
-    def __init__(self, folder: Path, state: Path, overrides: Iterable[str] = ()) -> None:
-        self.folder, self.state, self.overrides = folder, state, list(overrides)
+    def __init__(self, folder: Path, state: Path, overrides: Iterable[str] | None = None) -> None:
+        self.folder, self.state = folder, state
+        self.overrides = list(OVERRIDES if overrides is None else overrides)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = state.parent / f"{state.name}.log"
         self.started_at = float("nan")
@@ -310,6 +316,24 @@ def scenario_latency(root: Path, slices: int, rate: float = 0.0) -> dict[str, fl
     return {f"{name}_last_file_to_result_s": latency, f"{name}_floor_s": floor, f"{name}_ratio": latency / floor}
 
 
+def scenario_quiet(root: Path, modality: str, slices: int, rate: float) -> dict[str, float]:
+    """Last file -> result of a series that announces no count: its quiet period, and what comes after it."""
+    files = build_series(CT_SOURCE if modality == "CT" else MR_SOURCE, root / "src", slices, expected=False)
+    floor = pixel_model_floor_s(files)
+    quiet = _quiet_periods()[modality]
+    agent = AgentProcess(root / "export", root / "state").start()
+    try:
+        agent.wait_ready()
+        writer = export(root / "src", root / "export" / "s", rate)
+        last_file = float((writer.communicate()[0] or "nan").strip())
+        result = agent.wait_results(1, 300)[0]
+    finally:
+        agent.stop()
+    over = float(result["created"]) - last_file - quiet  # type: ignore[arg-type]
+    name = f"quiet_{modality.lower()}{slices}"
+    return {f"{name}_over_quiet_s": over, f"{name}_floor_s": floor, f"{name}_over_quiet_ratio": over / floor}
+
+
 def _quiet_periods() -> dict[str, float]:
     """The shipped quiet periods (what a series without an expected count waits after its last file)."""
     from mediqa.agent.config import load_config
@@ -481,19 +505,27 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=100.0, help="files/s of the paced latency runs (default 100)")
     ap.add_argument("--backlog-files", type=int, default=20000)
     ap.add_argument("--backlog-series", type=int, default=140)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override for every agent run (an A/B of one setting); printed in the report")
     args = ap.parse_args()
+    OVERRIDES[:] = args.set
     if not (CT_SOURCE.is_dir() and MR_SOURCE.is_dir()):
         print(f"needs the shared data at {SHARED}", file=sys.stderr)
         return 1
     chosen = args.only or list(SCENARIOS)
     report: dict[str, object] = {"date": time.strftime("%Y-%m-%d %H:%M"), "load_before": os.getloadavg(),
-                                 "repeats": args.repeat, "config": "shipped configs/agent.yaml", "overrides": []}
+                                 "repeats": args.repeat, "config": "shipped configs/agent.yaml",
+                                 "overrides": list(args.set)}
     figures: dict[str, float] = {}
     if "index" in chosen:
         figures.update(_repeat(args.repeat, scenario_index))
     if "latency" in chosen:
         for n, rate in ((300, 0.0), (2000, 0.0), (300, args.rate), (2000, args.rate)):
             figures.update(_repeat(args.repeat, functools.partial(scenario_latency, slices=n, rate=rate)))
+    if "quiet" in chosen:
+        for modality, n in (("CT", 300), ("MR", 170)):
+            figures.update(_repeat(args.repeat, functools.partial(scenario_quiet, modality=modality, slices=n,
+                                                                  rate=args.rate)))
     if "burst" in chosen:
         figures.update(_repeat(args.repeat, scenario_burst))
     if "backlog" in chosen or "idle" in chosen:
