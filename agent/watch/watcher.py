@@ -34,66 +34,26 @@ import sys
 import threading
 import time
 from pathlib import Path
-
-from watchdog.events import (
-    DirCreatedEvent,
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver, EventEmitter
-from watchdog.observers.polling import PollingObserver
+from typing import TYPE_CHECKING, Union
 
 from mediqa.agent.watch import inotify
 from mediqa.agent.watch.events import EventFilter, PathEvent
 from mediqa.agent.watch.walk import FOLLOW_LINKS, tree_deeper_than
 
+if TYPE_CHECKING:  # watchdog is imported only where it is used (polling, other systems): ~5.6 MB
+    from watchdog.observers.api import BaseObserver
+
 __all__ = ["FolderWatcher", "PathEvent"]
 
-Watch = BaseObserver | inotify.InotifyTree
+Watch = Union["BaseObserver", inotify.InotifyTree]
 
 log = logging.getLogger(__name__)
-
-# What the loop needs to hear about: where the OS says when a writer closed a file (inotify) ...
-WATCHED_EVENTS_WITH_CLOSE: tuple[type[FileSystemEvent], ...] = (
-    FileCreatedEvent, FileMovedEvent, FileClosedEvent, DirCreatedEvent, DirMovedEvent)
-# ... and elsewhere (no close events: a file rewritten in place only shows as modified).
-WATCHED_EVENTS: tuple[type[FileSystemEvent], ...] = (
-    FileCreatedEvent, FileMovedEvent, FileModifiedEvent, DirCreatedEvent, DirMovedEvent)
-
 
 def _describe(exc: BaseException) -> str:
     """Exception type and, for OS errors, the reason: never a message that may carry a path."""
     if isinstance(exc, OSError):
         return f"{type(exc).__name__}: {exc.strerror}" if exc.strerror else type(exc).__name__
     return type(exc).__name__
-
-
-class _Enqueue(FileSystemEventHandler):
-    """watchdog's events (polling, and the native observers of other systems) -> ``EventFilter``."""
-
-    def __init__(self, offer: EventFilter, on_error: FolderWatcher) -> None:
-        self._filter = offer
-        self._watcher = on_error
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        try:
-            self._enqueue(event)
-        except Exception as exc:  # noqa: BLE001 - an exception here would end watchdog's dispatcher thread
-            self._watcher.record_failure("handling a file event", exc)
-
-    def _enqueue(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("deleted", "opened", "closed_no_write"):
-            return
-        target = os.fsdecode(getattr(event, "dest_path", "") or event.src_path)
-        is_dir = isinstance(event, (DirCreatedEvent, DirMovedEvent)) or event.is_directory
-        kind = "closed" if isinstance(event, FileClosedEvent) else event.event_type
-        self._filter.offer(target, is_dir, kind)
 
 
 class FolderWatcher:
@@ -213,52 +173,13 @@ class FolderWatcher:
         log.info("watching %s (inotify, %d folders)", self.folder, tree.watches)
 
     def _start_observer(self, root: str, *, recursive: bool) -> BaseObserver:
-        observer: BaseObserver = (PollingObserver(timeout=self._poll_interval_s) if self.mode == "polling"
-                                  else Observer())
-        wanted = WATCHED_EVENTS_WITH_CLOSE if _has_close_events(observer) else WATCHED_EVENTS
-        try:
-            offer = EventFilter(self.events, root, self.max_depth, self.follow_links)
-            observer.schedule(_Enqueue(offer, self), root, recursive=recursive, event_filter=list(wanted))
-            for emitter in observer.emitters:
-                self._guard_emitter(emitter)
-            self._guard_inotify(observer)
-            observer.start()
-        except BaseException:
-            _dispose(observer)
-            raise
+        from mediqa.agent.watch.observer import start_observer
+
+        observer = start_observer(root, EventFilter(self.events, root, self.max_depth, self.follow_links),
+                                  self.record_failure, polling=self.mode == "polling",
+                                  poll_interval_s=self._poll_interval_s, recursive=recursive)
         _name_threads(observer)
         return observer
-
-    def _guard_emitter(self, emitter: EventEmitter) -> None:
-        """The emitter's loop, but an exception in one round is recorded instead of ending the thread."""
-        def run() -> None:
-            while emitter.should_keep_running():
-                try:
-                    emitter.queue_events(emitter.timeout)
-                except Exception as exc:  # noqa: BLE001 - e.g. RecursionError on a deep tree moved in
-                    self.record_failure("reading file events", exc)
-                    emitter.stopped_event.wait(min(1.0, float(emitter.timeout)))  # no busy loop on a hard fault
-
-        emitter.run = run  # type: ignore[method-assign]
-
-    def _guard_inotify(self, observer: BaseObserver) -> None:
-        """watchdog's inotify reader thread adds watches for new folders (recursively): keep it alive.
-
-        It is started with the observer object, before a run method could be replaced, but it looks up
-        ``handle_event`` for every event. Other observers (polling, other platforms) have no such thread.
-        """
-        reader = getattr(observer, "_inotify_fd", None)
-        original = getattr(reader, "handle_event", None)
-        if not isinstance(reader, threading.Thread) or original is None:
-            return
-
-        def handle_event(event: object) -> None:
-            try:
-                original(event)
-            except Exception as exc:  # noqa: BLE001 - the thread would end and every event after it be lost
-                self.record_failure("adding watches for a new folder", exc)
-
-        reader.handle_event = handle_event  # type: ignore[attr-defined]
 
     def stop(self) -> None:
         with self._lock:
@@ -289,19 +210,12 @@ def _name_threads(observer: Watch, name: bytes = b"mediqa-watch") -> None:
         log.debug("file watcher: threads not named (%s)", type(exc).__name__)
 
 
-def _has_close_events(observer: BaseObserver) -> bool:
-    """watchdog's inotify observer reports when a writer closes a file; its other observers do not."""
-    return type(observer).__name__ in ("InotifyObserver", "InotifyFullObserver")
-
-
 def _threads(observer: Watch) -> list[threading.Thread]:
     if isinstance(observer, inotify.InotifyTree):
         return [observer.thread]
-    threads: list[threading.Thread] = [observer, *observer.emitters]
-    reader = getattr(observer, "_inotify_fd", None)
-    if isinstance(reader, threading.Thread):
-        threads.append(reader)
-    return threads
+    from mediqa.agent.watch.observer import observer_threads  # imported already: it made the observer
+
+    return observer_threads(observer)
 
 
 def _dead_threads(observer: Watch) -> list[str]:

@@ -113,3 +113,16 @@ def test_polling_still_sees_files_rewritten_in_place(tmp_path):
         os.utime(target, ns=(time.time_ns(), time.time_ns() + 10**9))
         seen = _collect(events, "a.dcm", timeout_s=5.0)
     assert any(e.path == str(target) for e in seen)
+
+
+@linux
+def test_the_running_agent_on_linux_does_not_load_watchdog(tmp_path):
+    """watchdog serves polling and other systems only (~5.6 MB resident): not loaded for the inotify watch."""
+    import subprocess
+
+    code = ("import queue, sys; from pathlib import Path; import mediqa.agent.runtime, mediqa.agent.service; "
+            "from mediqa.agent.watch.watcher import FolderWatcher; "
+            f"w = FolderWatcher(Path({str(tmp_path)!r}), queue.SimpleQueue(), 'native'); w.start(); "
+            "print(w.alive(), sorted(m for m in sys.modules if m.split('.')[0] == 'watchdog')); w.stop()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["True", "[]"], out.stdout + out.stderr
