@@ -42,7 +42,8 @@ WALK_SLICE_S = 0.2  # ... and then stops after this long (the next pass goes on)
 INDEX_MIN_FILES = 128  # a pass indexes at least this many ready files (when there are) ...
 INDEX_MAX_FILES = 512  # ... at most this many ...
 INDEX_SLICE_S = 0.5  # ... and stops after this long once it has the minimum
-POOL_AHEAD = 512  # files in flight in the reading workers at most (read ahead while the loop scores)
+POOL_AHEAD = 2048  # files in flight in the reading workers at most (read ahead while the loop scores: 512 left
+# them idle half of a backlog's passes, each of which may score for a second or more)
 POOL_WARM_MIN = 32  # once the workers are up, batches this big go to them (smaller ones: no hand-over latency)
 POOL_WAIT_S = 0.05  # how long a pass with nothing else to record waits for the workers' next chunk
 PING_EVERY_S = 2.0  # ``on_pass`` is called at least this often during a long walk (the agent's clock)
@@ -171,8 +172,11 @@ class IntakeJob(LoopBase):
         done, lost = self._pool.harvest()
         outcomes = self._from_workers(done)
         ready: list[tuple[str, os.stat_result]] = list(lost)  # a dead worker's files: read here, now
+        # Workers up: enough to keep them busy until the next pass (which may score for a second or more).
+        limit = max(INDEX_MAX_FILES, POOL_AHEAD - self._pool.in_flight()) if self._pool.ready(start=False) \
+            else INDEX_MAX_FILES
         for path, st in self.settler.ready(self._pool.taken):  # files inside their window are not even stat'ed
-            if len(ready) >= INDEX_MAX_FILES:
+            if len(ready) >= limit:
                 break
             ready.append((path, st))
         if ready and not lost and len(ready) >= POOL_WARM_MIN and self._pool.ready(start=len(ready) >= POOL_MIN_READY):

@@ -171,3 +171,27 @@ def _alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+@pytest.mark.slow
+def test_a_pass_hands_warm_workers_enough_to_stay_busy(tmp_path, small_batches_go_to_workers, monkeypatch):
+    """A pass may score for a second or more: with the workers up it hands them up to POOL_AHEAD files, not
+    only the INDEX_MAX_FILES it would read itself (512 left them idle half of a backlog)."""
+    monkeypatch.setattr(intake, "INDEX_MAX_FILES", 4)
+    monkeypatch.setattr(intake, "POOL_AHEAD", 16)
+    export, clock = tmp_path / "export", Clock()
+    copy(make_series(tmp_path, "a", 20, seed=1), export / "a")
+    results: list = []
+    a = agent(tmp_path / "state", export, clock, results)
+    try:
+        batches = _warm(a)
+        for _ in range(20):
+            if batches:
+                break
+            a.step()
+            clock.now += 0.5
+        assert batches and batches[0] == 16
+        settle(a, clock)
+        assert [r.n_instances for r in results] == [20]
+    finally:
+        a.close()
