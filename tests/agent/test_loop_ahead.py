@@ -5,6 +5,8 @@ scoring ahead counts as a scoring attempt like any other."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from test_reliability_support import Clock, agent, copy, make_series, noisy_rewrite, series_uid
 
@@ -162,3 +164,19 @@ def test_a_series_with_a_file_still_settling_in_its_folder_is_not_scored_ahead(t
     clock.now += 10.0
     a.step()
     assert [r.n_instances for r in results] == [9] and len(analysed) == 1
+
+
+def test_a_database_error_while_scoring_ahead_is_reported_and_counts_no_attempt(tmp_path, monkeypatch):
+    results: list = []
+    a, export, clock = _start(tmp_path, results)
+    files = make_series(tmp_path, "a", 4)
+
+    def broken(*a, **kw):
+        raise sqlite3.OperationalError("disk I/O error")  # the loop reports it; the agent lives on
+
+    monkeypatch.setattr(service, "analyse_series", broken)
+    _arrive(a, clock, files, export / "a")
+    clock.now += 1.5
+    a.step()
+    assert a.tracker.state(series_uid(files[0])).attempts == 0  # not a crash: nothing to hold against it
+    assert a.health().status == "degraded"
