@@ -299,10 +299,9 @@ def scenario_index(root: Path) -> dict[str, float]:
     return {"floor_header_files_per_s": len(files) / floor, "agent_files_to_result_per_s": len(files) / wall}
 
 
-def scenario_latency(root: Path, slices: int, rate: float = 0.0) -> dict[str, float]:
-    """Last file -> result, written as fast as possible (``rate`` 0) or at ``rate`` files per second."""
-    files = build_series(CT_SOURCE, root / "src", slices)
-    floor = pixel_model_floor_s(files)
+def _last_file_to_result_s(root: Path, rate: float) -> float:
+    """The series in ``root/src`` exported into a watched folder (at ``rate`` files/s, 0: at once): last file
+    written -> its first result."""
     agent = AgentProcess(root / "export", root / "state").start()
     try:
         agent.wait_ready()
@@ -311,7 +310,14 @@ def scenario_latency(root: Path, slices: int, rate: float = 0.0) -> dict[str, fl
         result = agent.wait_results(1, 300)[0]
     finally:
         agent.stop()
-    latency = float(result["created"]) - last_file  # type: ignore[arg-type]
+    return float(result["created"]) - last_file  # type: ignore[arg-type]
+
+
+def scenario_latency(root: Path, slices: int, rate: float = 0.0) -> dict[str, float]:
+    """Last file -> result, written as fast as possible (``rate`` 0) or at ``rate`` files per second."""
+    files = build_series(CT_SOURCE, root / "src", slices)
+    floor = pixel_model_floor_s(files)
+    latency = _last_file_to_result_s(root, rate)
     name = f"ct{slices}" + (f"_at{rate:g}" if rate else "")
     return {f"{name}_last_file_to_result_s": latency, f"{name}_floor_s": floor, f"{name}_ratio": latency / floor}
 
@@ -320,16 +326,7 @@ def scenario_quiet(root: Path, modality: str, slices: int, rate: float) -> dict[
     """Last file -> result of a series that announces no count: its quiet period, and what comes after it."""
     files = build_series(CT_SOURCE if modality == "CT" else MR_SOURCE, root / "src", slices, expected=False)
     floor = pixel_model_floor_s(files)
-    quiet = _quiet_periods()[modality]
-    agent = AgentProcess(root / "export", root / "state").start()
-    try:
-        agent.wait_ready()
-        writer = export(root / "src", root / "export" / "s", rate)
-        last_file = float((writer.communicate()[0] or "nan").strip())
-        result = agent.wait_results(1, 300)[0]
-    finally:
-        agent.stop()
-    over = float(result["created"]) - last_file - quiet  # type: ignore[arg-type]
+    over = _last_file_to_result_s(root, rate) - _quiet_periods()[modality]
     name = f"quiet_{modality.lower()}{slices}"
     return {f"{name}_over_quiet_s": over, f"{name}_floor_s": floor, f"{name}_over_quiet_ratio": over / floor}
 

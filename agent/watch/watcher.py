@@ -170,7 +170,7 @@ class FolderWatcher:
         with self._lock:
             self._observer = tree
         _name_threads(tree)
-        log.info("watching %s (inotify, %d folders)", self.folder, tree.watches)
+        log.info("watching %s (inotify, %d folder%s)", self.folder, tree.watches, "" if tree.watches == 1 else "s")
 
     def _start_observer(self, root: str, *, recursive: bool) -> BaseObserver:
         from mediqa.agent.watch.observer import start_observer
