@@ -24,6 +24,7 @@ native events are incomplete or gone, so it should shorten the reconcile interva
 as the watcher's health); ``alive()`` False means no events at all (never started, stopped, or a thread
 died).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -48,6 +49,7 @@ __all__ = ["FolderWatcher", "PathEvent"]
 Watch = Union["BaseObserver", inotify.InotifyTree]
 
 log = logging.getLogger(__name__)
+
 
 def _describe(exc: BaseException) -> str:
     """Exception type and, for OS errors, the reason: never a message that may carry a path."""
