@@ -149,11 +149,12 @@ class Spool:
         return removed
 
     def delete(self, path: Path) -> bool:
-        try:
-            size = path.stat().st_size
-            path.unlink()
-        except FileNotFoundError:
-            return False
+        # Under the lock: whoever sees the file gone must see its bytes gone too.
         with self._lock:
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                return False
             self._used -= size
         return True
