@@ -135,17 +135,105 @@ def card_from_metadata(metadata: Mapping[str, str]) -> ModelCard | None:
 
 def read_card(model_path: Path) -> ModelCard:
     """The model card from an exported file's ONNX metadata (the JSON beside it is only a readable copy)."""
-    import onnx
-
     try:
-        model = onnx.load(str(model_path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - any parse failure means the same thing to the user
+        props = onnx_metadata(model_path)
+    except (OSError, ValueError) as exc:  # any parse failure means the same thing to the user
         raise ModelError(f"{model_path} is not a readable ONNX model ({type(exc).__name__})") from None
-    card = card_from_metadata({p.key: p.value for p in model.metadata_props})
+    card = card_from_metadata(props)
     if card is None:
         raise ModelError(f"{model_path} has no MedIQA model card in its metadata",
                          "export it with `mediqa export onnx CHECKPOINT`")
     return card
+
+
+# ModelProto's metadata_props (field 14: StringStringEntryProto key = 1, value = 2), onnx/onnx.proto3.
+_METADATA_FIELD, _KEY_FIELD, _VALUE_FIELD = 14, 1, 2
+_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5  # protobuf wire types (groups, 3 and 4, are not in ONNX)
+
+
+def onnx_metadata(model_path: Path) -> dict[str, str]:
+    """An ONNX file's metadata properties, read from the protobuf wire format.
+
+    Why not ``onnx.load``: the running agent reads its card at start, and the onnx package cost it ~11 MB
+    imported plus ~7 MB per load (the whole graph with its weights, parsed to read a few hundred bytes).
+    Here only top-level fields are walked; the graph is skipped with a seek. Raises ValueError for what
+    is not a well-formed ModelProto (the walk reaches the end of the file exactly, or it is not one).
+    """
+    props: dict[str, str] = {}
+    with open(model_path, "rb") as f:
+        size = f.seek(0, 2)
+        f.seek(0)
+        while f.tell() < size:
+            number, wire = _split_tag(_varint(f))
+            if wire == _VARINT:
+                _varint(f)
+            elif wire in (_FIXED64, _FIXED32):
+                _skip(f, 8 if wire == _FIXED64 else 4, size)
+            elif wire == _LENGTH:
+                length = _varint(f)
+                if number == _METADATA_FIELD:
+                    key, value = _entry(_read(f, length, size))
+                    props[key] = value  # the last entry of a key wins, as in onnx's own readers
+                else:
+                    _skip(f, length, size)
+            else:
+                raise ValueError(f"wire type {wire} of field {number}")
+    return props
+
+
+def _split_tag(tag: int) -> tuple[int, int]:
+    number, wire = tag >> 3, tag & 7
+    if number == 0:
+        raise ValueError("field number 0")
+    return number, wire
+
+
+def _varint(f: Any) -> int:
+    value = shift = 0
+    while True:
+        byte = f.read(1)
+        if not byte:
+            raise ValueError("file ends inside a varint")
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+        shift += 7
+        if shift >= 64:
+            raise ValueError("varint longer than 10 bytes")
+
+
+def _read(f: Any, length: int, size: int) -> bytes:
+    if f.tell() + length > size:
+        raise ValueError("a field runs past the end of the file")
+    return bytes(f.read(length))
+
+
+def _skip(f: Any, length: int, size: int) -> None:
+    if f.tell() + length > size:
+        raise ValueError("a field runs past the end of the file")
+    f.seek(length, 1)
+
+
+def _entry(data: bytes) -> tuple[str, str]:
+    """One StringStringEntryProto: its key and value (UTF-8; other fields skipped)."""
+    import io
+
+    out = {_KEY_FIELD: "", _VALUE_FIELD: ""}
+    f, size = io.BytesIO(data), len(data)
+    while f.tell() < size:
+        number, wire = _split_tag(_varint(f))
+        if wire == _LENGTH:
+            length = _varint(f)
+            value = _read(f, length, size)
+            if number in out:
+                out[number] = value.decode("utf-8")
+        elif wire == _VARINT:
+            _varint(f)
+        elif wire in (_FIXED64, _FIXED32):
+            _skip(f, 8 if wire == _FIXED64 else 4, size)
+        else:
+            raise ValueError(f"wire type {wire} in a metadata entry")
+    return out[_KEY_FIELD], out[_VALUE_FIELD]
 
 
 def embed_card(proto: onnx.ModelProto, card: ModelCard) -> None:

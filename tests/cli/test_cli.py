@@ -19,16 +19,20 @@ def test_help_lists_commands(capsys):
 
 
 @pytest.mark.slow
-def test_running_agent_never_imports_torch():
+def test_running_agent_never_imports_torch(tmp_path):
     code = (
         "import sys\n"
         "from mediqa.cli.main import build_parser\n"
         "import mediqa.agent.service, mediqa.agent.scoring.learned, mediqa.agent.scoring.classical\n"
         "import mediqa.preprocess, mediqa.agent.report.thumbnails, mediqa.engines\n"
+        "from mediqa.agent.config import config_from_dict\n"
+        "from mediqa.agent.scoring.factory import make_scorer\n"
         "build_parser()\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'matplotlib', 'skimage')))\n"
+        "make_scorer(config_from_dict({'state_dir': sys.argv[1]})).close()  # the card read at start: no onnx\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'matplotlib', 'skimage', 'onnx')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                         check=True).stdout
     assert json.loads(out.strip().replace("'", '"')) == []
 
 
