@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mediqa.agent.loop.memory import tune_malloc
+    from mediqa.agent.loop.memory import avoid_huge_pages, tune_malloc
     from mediqa.agent.report import systemd_notify
     from mediqa.agent.report.console import ConsoleReporter
     from mediqa.agent.report.journal_log import configure_service_logging, stream_is_journal
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     os.umask(0o077)  # everything the agent creates (state, results, engines) is owner-only
     tune_malloc()  # before any thread starts: pixel buffers go back to the system when freed
+    avoid_huge_pages()  # and no huge pages on them (khugepaged grew the idle agent)
     config = config_from_args(args)
     if stream_is_journal():  # under systemd: priorities and fields journald understands, no ANSI noise
         configure_service_logging(logging.getLogger().level)
