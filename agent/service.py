@@ -221,10 +221,14 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, AheadJob, SaliencyJo
         log.debug("idle after a backlog: memory released%s", " (heap trimmed)" if trimmed else "")
 
     def idle(self) -> bool:
-        """Nothing pending: no file, event, walk, unsaved result or open series."""
+        """Nothing pending: no file, event, walk, unsaved result, series left due, or open series.
+
+        ``due_left``: a series complete but not yet scored has no deadline, so the tracker alone called a
+        pass idle while a backlog still had series to score (the memory release came then, mid-backlog).
+        """
         try:
             return not self.settler and self.events.empty() and not self._unsaved and self._walk is None \
-                and self._scan_done and self.tracker.next_deadline() is None
+                and self._scan_done and self.due_left == 0 and self.tracker.next_deadline() is None
         except sqlite3.Error:
             return False
 

@@ -113,6 +113,31 @@ def test_memory_is_given_back_once_when_the_loop_goes_idle_after_a_backlog(tmp_p
     assert released == [True]
 
 
+@pytest.mark.slow
+def test_memory_is_not_released_while_series_are_still_due(tmp_path, monkeypatch):
+    """A pass that left due series unscored looked idle (the tracker's deadlines count open series only):
+    the release came mid-backlog and never again, and the idle agent stayed at 291 MB (measured)."""
+    import mediqa.agent.loop.scoring as scoring
+
+    monkeypatch.setattr(service, "RELEASE_AFTER_FILES", 6)
+    monkeypatch.setattr(scoring, "SCORE_SLICE_S", 0.0)  # one series per pass
+    export, state, clock = tmp_path / "export", tmp_path / "state", Clock()
+    for i, name in enumerate("abc"):
+        copy(make_series(tmp_path, name, 4, seed=i), export / name)
+    results: list = []
+    a = agent(state, export, clock, results=results)
+    released: list[int] = []
+    monkeypatch.setattr(service, "release_memory", lambda shrink=None: released.append(len(results)) or True)
+    a.reconcile()
+    a.step()
+    clock.now += 60.0  # every series quiet: all three due in the next pass
+    a.step()
+    assert len(results) == 1 and a.due_left == 2
+    assert released == [] and not a.idle()
+    settle(a, clock)
+    assert len(results) == 3 and released == [3]
+
+
 def test_malloc_is_tuned_where_glibc_is():
     import sys
 
