@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,33 +159,37 @@ def onnx_metadata(model_path: Path) -> dict[str, str]:
     Here only top-level fields are walked; the graph is skipped with a seek. Raises ValueError for what
     is not a well-formed ModelProto (the walk reaches the end of the file exactly, or it is not one).
     """
+    import io
+
     props: dict[str, str] = {}
     with open(model_path, "rb") as f:
-        size = f.seek(0, 2)
-        f.seek(0)
-        while f.tell() < size:
-            number, wire = _split_tag(_varint(f))
-            if wire == _VARINT:
-                _varint(f)
-            elif wire in (_FIXED64, _FIXED32):
-                _skip(f, 8 if wire == _FIXED64 else 4, size)
-            elif wire == _LENGTH:
-                length = _varint(f)
-                if number == _METADATA_FIELD:
-                    key, value = _entry(_read(f, length, size))
-                    props[key] = value  # the last entry of a key wins, as in onnx's own readers
-                else:
-                    _skip(f, length, size)
-            else:
-                raise ValueError(f"wire type {wire} of field {number}")
+        for _, data in _fields(f, f.seek(0, 2), {_METADATA_FIELD}):
+            entry = dict(_fields(io.BytesIO(data), len(data), {_KEY_FIELD, _VALUE_FIELD}))
+            # the last entry of a key wins, as in onnx's own readers
+            props[entry.get(_KEY_FIELD, b"").decode("utf-8")] = entry.get(_VALUE_FIELD, b"").decode("utf-8")
     return props
 
 
-def _split_tag(tag: int) -> tuple[int, int]:
-    number, wire = tag >> 3, tag & 7
-    if number == 0:
-        raise ValueError("field number 0")
-    return number, wire
+def _fields(f: Any, size: int, wanted: set[int]) -> Iterator[tuple[int, bytes]]:
+    """The length-delimited fields numbered in ``wanted`` of the message in ``f[0:size]``; others skipped."""
+    f.seek(0)
+    while f.tell() < size:
+        tag = _varint(f)
+        number, wire = tag >> 3, tag & 7
+        if number == 0:
+            raise ValueError("field number 0")
+        if wire == _VARINT:
+            _varint(f)
+            continue
+        length = _varint(f) if wire == _LENGTH else {_FIXED64: 8, _FIXED32: 4}.get(wire)
+        if length is None:
+            raise ValueError(f"wire type {wire} of field {number}")
+        if f.tell() + length > size:
+            raise ValueError("a field runs past the end of the file")
+        if wire == _LENGTH and number in wanted:
+            yield number, bytes(f.read(length))
+        else:
+            f.seek(length, 1)
 
 
 def _varint(f: Any) -> int:
@@ -200,40 +204,6 @@ def _varint(f: Any) -> int:
         shift += 7
         if shift >= 64:
             raise ValueError("varint longer than 10 bytes")
-
-
-def _read(f: Any, length: int, size: int) -> bytes:
-    if f.tell() + length > size:
-        raise ValueError("a field runs past the end of the file")
-    return bytes(f.read(length))
-
-
-def _skip(f: Any, length: int, size: int) -> None:
-    if f.tell() + length > size:
-        raise ValueError("a field runs past the end of the file")
-    f.seek(length, 1)
-
-
-def _entry(data: bytes) -> tuple[str, str]:
-    """One StringStringEntryProto: its key and value (UTF-8; other fields skipped)."""
-    import io
-
-    out = {_KEY_FIELD: "", _VALUE_FIELD: ""}
-    f, size = io.BytesIO(data), len(data)
-    while f.tell() < size:
-        number, wire = _split_tag(_varint(f))
-        if wire == _LENGTH:
-            length = _varint(f)
-            value = _read(f, length, size)
-            if number in out:
-                out[number] = value.decode("utf-8")
-        elif wire == _VARINT:
-            _varint(f)
-        elif wire in (_FIXED64, _FIXED32):
-            _skip(f, 8 if wire == _FIXED64 else 4, size)
-        else:
-            raise ValueError(f"wire type {wire} in a metadata entry")
-    return out[_KEY_FIELD], out[_VALUE_FIELD]
 
 
 def embed_card(proto: onnx.ModelProto, card: ModelCard) -> None:
