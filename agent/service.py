@@ -212,6 +212,7 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, AheadJob, SaliencyJo
         """Idle after a backlog: give the memory it took back (``loop.memory``), stop the reading workers."""
         self._indexed_since_release = 0
         self._directions.clear()
+        self.tracker.forget_decoded()
         if not self.config.ingest.read_workers_warm:
             self._pool.close()
         release_spare = getattr(self.scorer, "release_spare", None)
