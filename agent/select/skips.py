@@ -126,7 +126,14 @@ def split_for_scoring(records: Sequence[InstanceRecord], kinds: Sequence[str]
     """(records to score, the series' skip verdict when nothing is left, notices about what was left out)."""
     if not kinds:
         return list(records), None, ()
-    verdicts = [(r, record_skip(r, kinds)) for r in records]
+    # A series' files mostly share what the verdict reads (ImageType, names): one verdict per distinct set.
+    by_fields: dict[tuple[object, ...], Skip | None] = {}
+    verdicts = []
+    for r in records:
+        key = (r.image_type, r.series_description, r.protocol_name, r.complex_component)
+        if key not in by_fields:
+            by_fields[key] = record_skip(r, kinds)
+        verdicts.append((r, by_fields[key]))
     kept = [r for r, v in verdicts if v is None]
     left_out = [v for _, v in verdicts if v is not None]
     if not kept:
@@ -147,25 +154,31 @@ def split_for_scoring(records: Sequence[InstanceRecord], kinds: Sequence[str]
 
 
 def plane_counts(records: Sequence[InstanceRecord]) -> list[int]:
-    """How many slices lie in each distinct plane (normals more than ``PLANE_ANGLE_DEG`` apart)."""
+    """How many slices lie in each distinct plane (normals more than ``PLANE_ANGLE_DEG`` apart).
+
+    Slices of a series mostly share one orientation: each distinct one is measured once, in the order
+    they first appear (the planes come out as if every slice had been measured in turn).
+    """
+    orientations: Counter[tuple[float, ...]] = Counter()
+    for rec in records:
+        for geom in rec.frames[:1] if not rec.is_multiframe else rec.frames:
+            if geom.orientation:
+                orientations[geom.orientation] += 1
     normals: list[np.ndarray] = []
     counts: list[int] = []
     cos_limit = float(np.cos(np.radians(PLANE_ANGLE_DEG)))
-    for rec in records:
-        for geom in rec.frames[:1] if not rec.is_multiframe else rec.frames:
-            if not geom.orientation:
-                continue
-            row, col = np.asarray(geom.orientation[:3]), np.asarray(geom.orientation[3:])
-            n = np.cross(row, col)
-            norm = float(np.linalg.norm(n))
-            if norm == 0.0:
-                continue
-            n = n / norm
-            for k, ref in enumerate(normals):
-                if abs(float(np.dot(n, ref))) >= cos_limit:
-                    counts[k] += 1
-                    break
-            else:
-                normals.append(n)
-                counts.append(1)
+    for orientation, many in orientations.items():
+        row, col = np.asarray(orientation[:3]), np.asarray(orientation[3:])
+        n = np.cross(row, col)
+        norm = float(np.linalg.norm(n))
+        if norm == 0.0:
+            continue
+        n = n / norm
+        for k, ref in enumerate(normals):
+            if abs(float(np.dot(n, ref))) >= cos_limit:
+                counts[k] += many
+                break
+        else:
+            normals.append(n)
+            counts.append(many)
     return counts

@@ -89,6 +89,18 @@ def test_three_plane_localizer_without_words_is_skipped():
     assert not kept and skip is not None and skip.kind == "localizer" and "3 slice planes" in skip.reason
 
 
+def test_planes_are_counted_slice_by_slice_in_order():
+    """Each orientation is measured once; the planes and counts are those of measuring every slice in turn:
+    a tilted slab joins the first plane within 30 degrees, a degenerate or missing orientation counts nowhere."""
+    tilted = (1, 0, 0, 0, 0.94, 0.34)  # 20 degrees from axial
+    steep = (1, 0, 0, 0, 0.64, 0.77)  # 50 degrees: a plane of its own
+    order = [tilted, AXIAL, SAGITTAL, AXIAL, (1, 0, 0, 1, 0, 0), steep, tilted, None, SAGITTAL, AXIAL]
+    records = [_record(i, orientation=o) for i, o in enumerate(order)]
+    assert plane_counts(records) == [5, 2, 1]
+    interleaved = [_record(i, orientation=o) for i, o in enumerate([AXIAL, SAGITTAL] * 50)]
+    assert plane_counts(interleaved) == [50, 50]
+
+
 def test_one_stray_slice_in_another_plane_is_not_a_localizer():
     records = [_record(i) for i in range(20)] + [_record(20, orientation=SAGITTAL)]
     kept, skip, _ = split_for_scoring(records, SKIP_KINDS)
