@@ -100,6 +100,13 @@ def test_contract_errors() -> None:
     bad = ModelCard(preprocessing=Preprocessing(channels=2))
     with pytest.raises(ModelError):
         normalise(np.zeros((1, 2, 2)), "CT", bad)
+    for modality in ("CT", "MR"):  # prepare says the same
+        with pytest.raises(ModelError):
+            prepare(np.zeros((1, 2, 2)), modality, bad)
+    with pytest.raises(ValueError):
+        prepare(np.zeros((1, 2, 2)), "US", CARD)
+    with pytest.raises(ValueError):
+        prepare(np.zeros((2, 2)), "MR", CARD)
 
 
 def test_prompt_indices() -> None:
@@ -110,3 +117,31 @@ def test_prompt_indices() -> None:
     assert [vocab[f][i] for f, i in zip(fields, idx, strict=True)] == ["3D", "MR", "head", "T1"]
     assert prompt_indices({"anatomy": "spleen"}, CARD).tolist() == [0, 0, 0, 0]
 
+
+
+def _cut_from_whole(slices: np.ndarray, modality: str, positions: list[CropPos],
+                    mr_norm: tuple[float, float] | None = None) -> np.ndarray:
+    """The contract's definition of a crop: cut from the whole normalised slice, padded with PAD_VALUE."""
+    size = CARD.preprocessing.crop_size
+    norm = normalise(slices, modality, CARD, mr_norm)
+    h, w = norm.shape[-2:]
+    ph, pw = max(0, size - h), max(0, size - w)
+    norm = np.pad(norm, [(0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)], constant_values=-1.0)
+    return np.stack([norm[p.slice, :, p.y:p.y + size, p.x:p.x + size] for p in positions])
+
+
+@pytest.mark.parametrize("modality", ["CT", "MR"])
+@pytest.mark.parametrize("shape", [(3, 200, 170), (2, 40, 300), (1, 96, 96)])
+def test_crops_equal_cuts_of_the_whole_normalised_slice(modality: str, shape: tuple[int, int, int]) -> None:
+    """``prepare`` may normalise only what it cuts (cheaper), never anything else: bit for bit, with the
+    padding, NaN and infinite pixels, given positions and training's random placement."""
+    rng = np.random.default_rng(3)
+    slices = rng.normal(0 if modality == "CT" else 300, 300, shape)  # float64, as decoded slices can be
+    slices[0, 5, 7], slices[-1, -3, -2], slices[0, -1, 0] = np.nan, np.inf, -np.inf
+    for kwargs in ({}, {"rng": np.random.default_rng(9)}, {"mr_norm": (0.0, 900.0)} if modality == "MR" else {}):
+        batch, positions = prepare(slices, modality, CARD, **kwargs)  # type: ignore[arg-type]
+        expected = _cut_from_whole(slices, modality, positions, kwargs.get("mr_norm"))  # type: ignore[arg-type]
+        assert batch.dtype == np.float32 and batch.shape == expected.shape
+        assert np.array_equal(batch, expected, equal_nan=True)
+        again, _ = prepare(slices, modality, CARD, positions=positions, mr_norm=kwargs.get("mr_norm"))  # type: ignore[arg-type]
+        assert np.array_equal(again, expected, equal_nan=True)
