@@ -12,6 +12,7 @@ crash) makes its files read in the loop, and the pool is started again later.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -41,6 +42,14 @@ Problem = tuple[str, BaseException] | None  # (while doing what, the exception) 
 Job = tuple[str, int, int]  # (path, size, mtime_ns) of a stable file
 Ready = tuple[str, os.stat_result]  # a stable file and the loop's stat of it
 Read = tuple[FileOutcome, tuple[str, str, str] | None]  # a worker's outcome, and (what, type, traceback) of an error
+
+
+def _worker_start(parent: int) -> None:
+    """A reading worker: quiet and gone with the agent (``quiet_child``); what its imports made (pydicom's
+    dictionaries: ~75,000 objects) kept out of its full garbage collections, which walked them all several
+    times a second while it read a burst (see ``memory.freeze_startup_objects``)."""
+    quiet_child(parent)
+    gc.freeze()
 
 
 def read_file(path: str, size: int, mtime_ns: int, ingest: IngestConfig, reader: Reader = read_header
@@ -129,7 +138,7 @@ class ReadPool:
                 return False
             try:
                 self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                     initializer=quiet_child, initargs=(os.getpid(),))
+                                                     initializer=_worker_start, initargs=(os.getpid(),))
                 self._starting = [self._executor.submit(_started) for _ in range(self.workers)]
             except (OSError, RuntimeError) as exc:  # no processes here (a sandbox): the loop reads by itself
                 log.warning("cannot start header reading workers (%s)", type(exc).__name__)

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mediqa.agent.loop.memory import avoid_huge_pages, tune_malloc
+    from mediqa.agent.loop.memory import avoid_huge_pages, freeze_startup_objects, thaw_startup_objects, tune_malloc
     from mediqa.agent.report import systemd_notify
     from mediqa.agent.report.console import ConsoleReporter
     from mediqa.agent.report.journal_log import configure_service_logging, stream_is_journal
@@ -76,8 +76,13 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, on_signal)
         if args.exit_when_idle is not None:
             threading.Thread(target=_stop_when_idle, args=(agent, stop, args.exit_when_idle), daemon=True).start()
+        def on_ready() -> None:
+            frozen = freeze_startup_objects()  # built once, kept for good: no full collection walks them again
+            log.debug("start-up made %d objects, kept out of full garbage collections", frozen)
+            systemd_notify.ready(f"watching with {scorer.name} on {scorer.backend}")
+
         # READY=1 once everything listens: the model is warmed up, the state DB open (Type=notify waits for it).
-        runtime.run(stop, on_ready=lambda: systemd_notify.ready(f"watching with {scorer.name} on {scorer.backend}"))
+        runtime.run(stop, on_ready=on_ready)
         health = agent.health()
         runtime.close()
         if health.status != "ok":
@@ -85,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("stopped")
         return 0
     finally:
+        thaw_startup_objects()
         for handler in handlers:
             handler.removeFilter(scrubber)
 

@@ -95,8 +95,13 @@ def test_doctor_shows_model_and_backend_chain(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_watch_command_runs_and_exits_when_idle(tmp_path, shared_dicom, capsys):
+def test_watch_command_runs_and_exits_when_idle(tmp_path, shared_dicom, capsys, caplog):
+    import gc
+    import logging
+
     from mediqa.cli.replay import replay
+
+    caplog.set_level(logging.DEBUG, logger="mediqa.watch")
 
     export = tmp_path / "export"
     replay(shared_dicom / "dcm_qa_ct/In/Philips/S21570/S2010", export / "a", rate=0)
@@ -105,6 +110,8 @@ def test_watch_command_runs_and_exits_when_idle(tmp_path, shared_dicom, capsys):
                "--exit-when-idle", "1"])
     assert rc == 0
     assert "STD BRAIN 5MM" in capsys.readouterr().out
+    # start-up's objects were kept out of full collections while it ran, and given back when it stopped
+    assert "kept out of full garbage collections" in caplog.text and gc.get_freeze_count() == 0
 
 
 @pytest.mark.slow
