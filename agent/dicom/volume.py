@@ -19,6 +19,7 @@ No message holds a path (export paths carry patient names).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -68,22 +69,29 @@ def _vector(values: Sequence[float]) -> str:
 
 
 def _physical_problem(records: Sequence[InstanceRecord], candidates: Sequence[Candidate]) -> str | None:
-    """The first header value of the series that no scanner writes (see the ranges above), or None."""
-    for rec in records:
-        if rec.pixel_spacing is not None:
-            lo, hi = SPACING_RANGE_MM
-            if not all(math.isfinite(v) and lo <= v <= hi for v in rec.pixel_spacing):
-                return f"PixelSpacing {rec.pixel_spacing[0]:g}\\{rec.pixel_spacing[1]:g} mm is not physical"
+    """The first header value of the series that no scanner writes (see the ranges above), or None.
+
+    Values a series repeats (spacing, orientation, rescale) are checked once each."""
+    lo, hi = SPACING_RANGE_MM
+    for spacing in dict.fromkeys(rec.pixel_spacing for rec in records):
+        if spacing is not None and not all(math.isfinite(v) and lo <= v <= hi for v in spacing):
+            return f"PixelSpacing {spacing[0]:g}\\{spacing[1]:g} mm is not physical"
+    seen: set[object] = set()
     for _, _, geom in candidates:
-        problem = rescale_problem(geom.rescale_slope, geom.rescale_intercept)
-        if problem:
-            return problem
+        rescale = (geom.rescale_slope, geom.rescale_intercept)
+        if rescale not in seen:
+            seen.add(rescale)
+            problem = rescale_problem(*rescale)
+            if problem:
+                return problem
         if geom.position is not None and not all(math.isfinite(v) and abs(v) <= MAX_POSITION_MM
                                                  for v in geom.position):
             return f"ImagePositionPatient {_vector(geom.position)} is not physical"
-        if geom.orientation is not None and not all(math.isfinite(v) and abs(v) <= MAX_COSINE
-                                                    for v in geom.orientation):
-            return f"ImageOrientationPatient {_vector(geom.orientation)} is not physical"
+        orientation = geom.orientation
+        if orientation is not None and orientation not in seen:
+            seen.add(orientation)
+            if not all(math.isfinite(v) and abs(v) <= MAX_COSINE for v in orientation):
+                return f"ImageOrientationPatient {_vector(orientation)} is not physical"
     return None
 
 
@@ -477,6 +485,7 @@ def _normal(orientation: tuple[float, ...] | None) -> np.ndarray:
     return n / norm if norm else np.array([0.0, 0.0, 1.0])
 
 
+@functools.lru_cache(maxsize=256)  # a series repeats its orientation on every slice
 def _round_orientation(orientation: tuple[float, ...] | None) -> tuple[float, ...] | None:
     return tuple(round(v, 3) for v in orientation) if orientation else None
 
