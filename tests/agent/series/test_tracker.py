@@ -109,24 +109,27 @@ def test_records_kept_from_insert_are_the_stored_ones_and_bounded(tmp_path, cloc
 
     monkeypatch.setattr(tracker_mod, "record_from_json", counting)
     t = _tracker(tmp_path, clock)
-    records = [_rec(i) for i in range(5)]
+    records = [_rec(i, expected=9) for i in range(5)]
     t.add_many(records)
     assert t.records("1.2.3") == records and decoded == []  # kept from the insert
     t._records_memo = None
     assert t.records("1.2.3") == records and len(decoded) == 5  # handed over once, then decoded
 
     other = _tracker(tmp_path, clock)  # another process rewrites a row behind this one's back
-    t.add(_rec(7))
-    other.add(replace(_rec(7), rows=16))
+    t.add(_rec(7, expected=9))
+    other.add(replace(_rec(7, expected=9), rows=16))
     decoded.clear()
     assert [r.rows for r in t.records("1.2.3")] == [8] * 5 + [16]
     assert len(decoded) == 6  # the memo of 7 (8 rows) did not match the stored text
 
     monkeypatch.setattr(tracker_mod, "DECODED_MAX", 3)
-    t.add_many([_rec(i, series="4.5") for i in range(10)])
+    t.add_many([_rec(i, series="4.5", expected=10) for i in range(10)])
     assert len(t._decoded) == 3
     decoded.clear()
     assert [r.instance_number for r in t.records("4.5")] == list(range(10)) and len(decoded) == 7
-    t.add_many([_rec(i, series="6.7") for i in range(2)])
+    t.add_many([_rec(i, series="8.9") for i in range(2)])  # no count: completes after a quiet period, not kept
+    assert t._decoded == {}
+    t.add_many([_rec(i, series="6.7", expected=2) for i in range(2)])
+    assert len(t._decoded) == 2
     t.forget_decoded()
     assert t._decoded == {} and t._records_memo is None
