@@ -254,10 +254,10 @@ class SeriesTracker:
         series asks for it (``DECODED_MAX`` at most, the oldest dropped first), when its series announces its
         count: such a series is scored the moment its last file is indexed. Series without a count are not
         kept: they wait a quiet period anyway, and keeping a whole start-up backlog's records left the idle
-        agent 10-15 MB bigger (19,880 files in 140 series, one run each: 227.8-235.7 MB kept, 214.6 and 218.9 MB not). The last series' decoded
-        records are kept too: scoring, the SR and the contact sheet each ask for the same series in a row. Both
-        are keyed by the stored text, and a record is a function of its text (``record_from_json``), so a
-        changed row is decoded again.
+        agent 10-15 MB bigger (19,880 files in 140 series, one run each: 227.8-235.7 MB kept, 214.6 and
+        218.9 MB not). The last series' decoded records are kept too: scoring, the SR and the contact sheet
+        each ask for the same series in a row. Both are keyed by the stored text, and a record is a function
+        of its text (``record_from_json``), so a changed row is decoded again.
         """
         rows = [r[0] for r in self.db.query("SELECT record FROM instances WHERE series_uid=? ORDER BY arrived, rowid",
                                             (series_uid,))]
