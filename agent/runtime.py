@@ -148,6 +148,7 @@ class Runtime:
             self.sheets = SheetWriter(self.config.state_path, max_age_h=console_cfg.sheets_max_age_h,
                                       max_mb=console_cfg.sheets_max_mb)
             stack.callback(self.sheets.close)
+            agent.background.append(self.sheets.pending)
             metrics = self.metrics
             self.console = start_console(
                 console_cfg, self.config.state_path, metrics=metrics, db=lambda: agent.db,
@@ -163,6 +164,7 @@ class Runtime:
                 stack.enter_context(Notifier(self.agent.db, self.notify))
             if self.outbox is not None:
                 stack.enter_context(self.outbox)
+                agent.background.append(self.outbox.pending)
             if self.feed is not None:
                 stack.enter_context(self.feed)  # listens now: a taken port is a DicomNodeError (a MediqaError)
                 log.info("DICOM node listening on %s", self.feed.address)

@@ -134,6 +134,9 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, AheadJob, SaliencyJo
         self._applied = {}
         self._rhythms = {}
         self._indexed_since_release = 0
+        # Work done for the results after the loop went idle (contact sheets, SR reports): True while some is
+        # left. The memory release waits for it: what it leaves behind would stay otherwise.
+        self.background: list[Callable[[], bool]] = []
         self._pool = ReadPool()  # worker processes for big batches (started when first needed)
         self.due_left = 0
         self._ahead = {}  # series uid -> its result scored ahead of its quiet period's end (``loop.ahead``)
@@ -200,13 +203,21 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, AheadJob, SaliencyJo
                 self._saliency_step(busy=not self.settler.all_settling())
             with self._guard("scoring ahead", "scoring"):
                 self._score_ahead()
-        if self._indexed_since_release >= RELEASE_AFTER_FILES and not self._saliency_waiting() and self.idle():
+        if self._indexed_since_release >= RELEASE_AFTER_FILES and not self._saliency_waiting() and self.idle() \
+                and not self._background_busy():
             self._release_memory()
         self._update_health()
         self.working = bool(self.settler) or self._pool.in_flight() > 0 or self.due_left > 0 or self._walk is not None
         self.stats.pass_done(len(self.settler))
         self._ping()
         return results
+
+    def _background_busy(self) -> bool:
+        try:
+            return any(busy() for busy in self.background)
+        except Exception as exc:  # noqa: BLE001 - a question about memory: never a reason to fail the pass
+            log.debug("asking background work whether it is done: %s", type(exc).__name__)
+            return False
 
     def _release_memory(self) -> None:
         """Idle after a backlog: give the memory it took back (``loop.memory``), stop the reading workers."""

@@ -170,25 +170,35 @@ class SheetWriter:
                         self._todo.maxsize)
             return False
 
+    def pending(self) -> bool:
+        """True while a sheet is queued or being drawn."""
+        return self._todo.unfinished_tasks > 0
+
     def _run(self) -> None:
         while True:
             item = self._todo.get()
             if item is None:
+                self._todo.task_done()
                 return
-            result_id, source, result = item
             try:
-                if callable(source):
-                    source = source()
-                layout = source if isinstance(source, SeriesLayout) else plan_series(list(source))
-            except Exception as exc:  # noqa: BLE001 - a series that cannot be planned again: no sheet
-                log.warning("contact sheet of result %d not written (%s)", result_id, type(exc).__name__)
-                continue
-            if write_sheet(self.state_dir, result_id, layout, result) is not None:
-                self.written += 1
-            now = time.time()
-            if now - self._last_prune >= self._prune_every:
-                self._last_prune = now
-                prune_sheets(sheets_dir(self.state_dir), self.max_age_h, self.max_mb, now)
+                self._draw(*item)
+            finally:
+                self._todo.task_done()
+
+    def _draw(self, result_id: int, source: SheetSource, result: ResultLike) -> None:
+        try:
+            if callable(source):
+                source = source()
+            layout = source if isinstance(source, SeriesLayout) else plan_series(list(source))
+        except Exception as exc:  # noqa: BLE001 - a series that cannot be planned again: no sheet
+            log.warning("contact sheet of result %d not written (%s)", result_id, type(exc).__name__)
+            return
+        if write_sheet(self.state_dir, result_id, layout, result) is not None:
+            self.written += 1
+        now = time.time()
+        if now - self._last_prune >= self._prune_every:
+            self._last_prune = now
+            prune_sheets(sheets_dir(self.state_dir), self.max_age_h, self.max_mb, now)
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish the sheets already queued (up to ``timeout``), then stop the thread."""

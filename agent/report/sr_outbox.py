@@ -199,6 +199,10 @@ class SrOutbox:
             log.debug("SR outbox: no snapshot of a result's instances (%s)", type(exc).__name__)
         self._wake.set()
 
+    def pending(self) -> bool:
+        """True while results shown in this run wait for their report to be built (a plain read of flags)."""
+        return bool(self._snapshots) or self._deferred_until is not None
+
     def needs_files(self, series_uid: str) -> bool:
         """True while a result of the series waits for its report (its source files must stay)."""
         if not self.enabled:

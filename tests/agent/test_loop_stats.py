@@ -138,6 +138,26 @@ def test_memory_is_not_released_while_series_are_still_due(tmp_path, monkeypatch
     assert len(results) == 3 and released == [3]
 
 
+def test_memory_is_released_once_background_work_is_done_too(tmp_path, monkeypatch):
+    """Contact sheets and SR reports are made after the results, while the loop is idle: released before them,
+    the agent idled with their leftovers (records kept for each report: 1,200-6,000 alive at idle after a
+    6,000-file backlog), and no release came again."""
+    monkeypatch.setattr(service, "RELEASE_AFTER_FILES", 4)
+    export, state, clock = tmp_path / "export", tmp_path / "state", Clock()
+    copy(make_series(tmp_path, "a", 4, seed=0), export / "a")
+    results: list = []
+    a = agent(state, export, clock, results=results)
+    released: list[int] = []
+    monkeypatch.setattr(service, "release_memory", lambda shrink=None: released.append(len(results)) or True)
+    sheets_waiting = [True]
+    a.background.append(lambda: sheets_waiting[0])
+    settle(a, clock)
+    assert len(results) == 1 and a.idle() and released == []
+    sheets_waiting[0] = False
+    a.step()
+    assert released == [1]
+
+
 def test_malloc_is_tuned_where_glibc_is():
     import sys
 

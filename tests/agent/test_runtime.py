@@ -63,3 +63,25 @@ def test_one_notification_per_retake_across_a_restart(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_memory_release_waits_for_sheets_and_reports(tmp_path):
+    """The runtime tells the loop about the work it does after the results (see ``Agent.background``)."""
+    cfg = config_from_dict({"state_dir": str(tmp_path / "state"), "scoring": {"scorer": "classical"},
+                            "console": {"listen": "off"}})
+    (tmp_path / "export").mkdir()
+    runtime = Runtime(cfg, ClassicalScorer(), tmp_path / "export", sinks=[])
+    stop = threading.Event()
+    loop = threading.Thread(target=runtime.run, args=(stop,))
+    loop.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(runtime.agent.background) < 2:
+            time.sleep(0.05)
+        assert runtime.sheets is not None and runtime.outbox is not None
+        assert runtime.agent.background == [runtime.sheets.pending, runtime.outbox.pending]
+        assert not runtime.agent._background_busy()
+    finally:
+        stop.set()
+        loop.join(30)
+        runtime.close()

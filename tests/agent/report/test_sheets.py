@@ -90,6 +90,30 @@ def test_the_writer_draws_off_the_calling_thread_and_stops(tmp_path, noisy):
     assert sheet_path(tmp_path, 5).is_file() and sheet_path(tmp_path, 6).is_file() and writer.written == 2
 
 
+def test_the_writer_says_while_it_has_sheets_to_draw(tmp_path, noisy):
+    """The agent's memory release waits for the sheets drawn after the results (``SheetWriter.pending``)."""
+    import threading
+
+    records, analysis = noisy
+    go = threading.Event()
+    writer = SheetWriter(tmp_path)
+    try:
+        assert not writer.pending()
+        writer.submit(3, lambda: go.wait(10) and records, analysis.result)
+        assert writer.pending()
+        go.set()
+        deadline = time.monotonic() + 30
+        while writer.pending() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not writer.pending() and sheet_path(tmp_path, 3).is_file()
+        writer.submit(4, [], analysis.result)  # a sheet that fails is done too
+        while writer.pending() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not writer.pending()
+    finally:
+        writer.close(timeout=10)
+
+
 def test_a_failing_sheet_is_a_log_line_not_an_error(tmp_path, noisy, caplog):
     _, analysis = noisy
     writer = SheetWriter(tmp_path)

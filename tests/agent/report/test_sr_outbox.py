@@ -342,10 +342,13 @@ def test_reports_wait_while_the_agent_has_work_waiting_but_never_longer_than_the
         (site.export / "a").mkdir()
         for p in clean:
             (site.export / "a" / p.name).write_bytes(p.read_bytes())
+        assert not outbox.pending()
         assert site.score()
         assert outbox.run_once() == (0, 0)  # the loop says it has work waiting: not now
+        assert outbox.pending()  # a report still to build: the agent's memory release waits for it
         site.now += SR_DEFER_MAX_S + 1
         assert outbox.run_once() == (1, 0)  # waited long enough: built all the same
+        assert not outbox.pending()
         (site.export / "b").mkdir()
         for p in noisy:
             (site.export / "b" / p.name).write_bytes(p.read_bytes())
