@@ -174,10 +174,13 @@ class SrOutbox:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
+            built = 0
             try:
-                self.run_once()
+                built, _ = self.run_once()
             except Exception as exc:  # noqa: BLE001 - the worker never dies: the next pass tries again
                 self._complain(f"SR outbox pass failed ({type(exc).__name__}): tried again in {self.poll_s:g} s")
+            if built >= BUILD_BATCH:
+                continue  # a full batch: more are likely waiting (a backlog's reports came 20 every 5 s)
             wait = self.poll_s
             if self._next_due is not None:
                 wait = min(wait, max(0.05, self._next_due - self._clock()))

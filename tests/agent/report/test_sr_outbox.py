@@ -296,6 +296,31 @@ def test_the_worker_never_blocks_on_result_and_stops_promptly(tmp_path):
         site.agent.close()
 
 
+def test_a_backlog_of_reports_is_built_batch_after_batch_without_waiting(tmp_path, monkeypatch):
+    """The worker built BUILD_BATCH (20) reports, then slept its poll interval (5 s) before the next 20: a
+    start-up backlog's 140 reports took minutes, and the agent's memory release waited for them."""
+    import mediqa.agent.report.sr_outbox as outbox_mod
+
+    monkeypatch.setattr(outbox_mod, "BUILD_BATCH", 1)
+    site = Stepped(tmp_path)
+    try:
+        outbox = SrOutbox(DicomOutputConfig(), site.state, db=lambda: site.agent.db,
+                          records=lambda uid: site.agent.tracker.records(uid), clock=lambda: site.now, poll_s=120.0)
+        site.outbox = outbox
+        for k in range(3):
+            (site.export / f"s{k}").mkdir()
+            for p in _series(tmp_path / f"src{k}", 4.0 + 30 * k, seed=k):
+                (site.export / f"s{k}" / p.name).write_bytes(p.read_bytes())
+        assert len(site.score()) == 3 and outbox.pending()
+        outbox.start()
+        _wait(lambda: len(_rows(site.agent.db)) == 3, timeout_s=60, what="three reports, one batch each")
+        _wait(lambda: not outbox.pending(), timeout_s=10, what="nothing pending")
+    finally:
+        if site.outbox is not None:
+            site.outbox.stop()
+        site.agent.close()
+
+
 @pytest.mark.filterwarnings(UNCLOSED)
 @pytest.mark.parametrize("pending", [False, True], ids=["written", "still-to-send"])
 def test_report_files_are_deleted_after_keep_h_but_never_while_still_to_send(tmp_path, clean, pending):
