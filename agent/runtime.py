@@ -148,7 +148,7 @@ class Runtime:
             self.sheets = SheetWriter(self.config.state_path, max_age_h=console_cfg.sheets_max_age_h,
                                       max_mb=console_cfg.sheets_max_mb)
             stack.callback(self.sheets.close)
-            agent.background.append(self.sheets.pending)
+            agent.background[:] = [self.sheets.pending]  # this run's sheets (a run again replaces them)
             metrics = self.metrics
             self.console = start_console(
                 console_cfg, self.config.state_path, metrics=metrics, db=lambda: agent.db,
