@@ -66,9 +66,13 @@ class LocalExecutor:
         running: dict[Future[list[dict[str, Any]]], dict[str, Any]] = {}
         while pending or running:
             pool = self.pool()
-            while pending and len(running) < 2 * self.workers:  # a short queue: few series lost to a crash
-                task = pending.popleft()
-                running[pool.submit(_score, [task], self.setup)] = task
+            try:
+                while pending and len(running) < 2 * self.workers:  # a short queue: few series lost to a crash
+                    running[pool.submit(_score, [pending[0]], self.setup)] = pending[0]
+                    pending.popleft()
+            except BrokenProcessPool:  # a worker died since the last batch came back: nothing more goes in
+                yield from self._recover(running, pending, attempts, dead_row)
+                continue
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             broken = False
             for future in finished:
