@@ -6,6 +6,8 @@ import http.server
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -33,20 +35,26 @@ def _run_once(tmp_path, port: int) -> list:
         "state_dir": str(tmp_path / "state"), "scoring": {"scorer": "classical"}, "dicom": {"output": {"sr": False}},
         "completion": {"quiet_period_s": {"default": 0.5, "CT": 0.5}}, "watch": {"file_stable_s": 0.0},
         "notify": {"destinations": [f"json://127.0.0.1:{port}/hook"], "backoff_s": 0.2}})
-    runtime = Runtime(cfg, ClassicalScorer(), tmp_path / "export", sinks=[])
-    stop = threading.Event()
-    loop = threading.Thread(target=runtime.run, args=(stop,))
-    loop.start()
-    try:
+    with _running(Runtime(cfg, ClassicalScorer(), tmp_path / "export", sinks=[])):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not _Receiver.posts:
             time.sleep(0.1)
         time.sleep(1.0)  # anything duplicated would arrive now
+    return list(_Receiver.posts)
+
+
+@contextmanager
+def _running(runtime: Runtime) -> Iterator[Runtime]:
+    """The runtime's loop in a thread, stopped and closed on the way out."""
+    stop = threading.Event()
+    loop = threading.Thread(target=runtime.run, args=(stop,))
+    loop.start()
+    try:
+        yield runtime
     finally:
         stop.set()
         loop.join(30)
         runtime.close()
-    return list(_Receiver.posts)
 
 
 @pytest.mark.slow
@@ -70,18 +78,10 @@ def test_the_memory_release_waits_for_sheets_and_reports(tmp_path):
     cfg = config_from_dict({"state_dir": str(tmp_path / "state"), "scoring": {"scorer": "classical"},
                             "console": {"listen": "off"}})
     (tmp_path / "export").mkdir()
-    runtime = Runtime(cfg, ClassicalScorer(), tmp_path / "export", sinks=[])
-    stop = threading.Event()
-    loop = threading.Thread(target=runtime.run, args=(stop,))
-    loop.start()
-    try:
+    with _running(Runtime(cfg, ClassicalScorer(), tmp_path / "export", sinks=[])) as runtime:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(runtime.agent.background) < 2:
             time.sleep(0.05)
         assert runtime.sheets is not None and runtime.outbox is not None
         assert runtime.agent.background == [runtime.sheets.pending, runtime.outbox.pending]
         assert not runtime.agent._background_busy()
-    finally:
-        stop.set()
-        loop.join(30)
-        runtime.close()
