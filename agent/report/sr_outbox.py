@@ -203,8 +203,9 @@ class SrOutbox:
         self._wake.set()
 
     def pending(self) -> bool:
-        """True while results shown in this run wait for their report to be built (a plain read of flags)."""
-        return bool(self._snapshots) or self._deferred_until is not None
+        """True while results shown in this run wait for their report to be built: each keeps its snapshot of
+        instances until then (``_build_new`` drops those passed over). A plain read, from the loop's thread."""
+        return bool(self._snapshots)
 
     def needs_files(self, series_uid: str) -> bool:
         """True while a result of the series waits for its report (its source files must stay)."""
