@@ -17,6 +17,7 @@ docs/console.png`` also saves the live view.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import statistics
@@ -33,6 +34,7 @@ from mediqa.agent.report.feedback import record_feedback
 from mediqa.agent.report.sheets import write_sheet
 from mediqa.agent.report.store import ResultStore
 from mediqa.agent.report.web import AgentStatus, ConsoleConfig, ConsoleServer, start_console
+from mediqa.agent.report.web.events import BACKLOG
 from mediqa.agent.samples import write_phantom_ct
 from mediqa.agent.scoring.base import SeriesResult
 from mediqa.agent.scoring.classical import ClassicalScorer
@@ -112,13 +114,20 @@ def page_load(page: Any, server: ConsoleServer, n: int) -> tuple[list[float], li
 
 
 def replay(page: Any, bench: Bench, server: ConsoleServer, n: int) -> tuple[int, int, int, float]:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page.goto(server.url)
-    page.wait_for_load_state("load")
-    before = page.evaluate("() => document.querySelectorAll('.card').length")
+    # The page draws the newest live results from its event stream after the load event: counting cards at
+    # "load" raced that backlog (a count of before + n was then reached by old cards, and new ones read as lost).
+    # So wait for the backlog, then for every new id by name.
+    backlog = min(bench.n, BACKLOG)
+    page.wait_for_function(f"() => document.querySelectorAll('.card').length >= {backlog}", timeout=30_000)
     started = time.monotonic()
     ids = [bench.commit("ok" if i % 5 else "retake")[0] for i in range(n)]
     server.notify()
-    page.wait_for_function(f"() => document.querySelectorAll('.card').length >= {before + n}", timeout=30_000)
+    with contextlib.suppress(PlaywrightTimeout):  # what did not arrive is counted below as not shown
+        page.wait_for_function(f"() => {ids}.every(id => document.querySelector('.card[data-id=\"' + id + '\"]'))",
+                               timeout=30_000)
     took = time.monotonic() - started
     shown = page.eval_on_selector_all(".card", "cs => cs.map(c => Number(c.dataset.id))")
     return len(set(ids) & set(shown)), len(shown) - len(set(shown)), n, took
