@@ -8,6 +8,7 @@ memory arena is off (its peak stays allocated while the agent idles) and idle th
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,13 @@ class OrtBackend(Backend):
         # While the agent's own reading workers keep both cores busy, two intra-op threads fight them and a
         # series' pass gets slower than on one thread (docs/performance.md, "ONNX Runtime threads"): a
         # one-thread session is made the first time that happens, used while it lasts, dropped at idle.
+        # It is made beside the series that first finds the cores busy (about a second on two busy cores),
+        # which runs on the wide session meanwhile.
         self._contended = False
         self._narrow: Any = None
+        self._spare_lock = threading.Lock()
+        self._spare_made: threading.Event | None = None  # set once a spare being made is there (or failed)
+        self._spare_generation = 0  # ``release_spare`` drops a spare still being made, too
 
     def describe(self) -> str:
         extra = f"{self.threads} threads" if self.provider == "cpu" else f"GPU {self.gpu_index}"
@@ -65,9 +71,42 @@ class OrtBackend(Backend):
 
     def set_contended(self, contended: bool) -> None:
         self._contended = contended and self.provider == "cpu" and self.threads > 1
+        if self._contended and self._session is not None:
+            with self._spare_lock:
+                if self._narrow is None and self._spare_made is None:
+                    self._spare_made = threading.Event()
+                    threading.Thread(target=self._make_spare, args=(self._spare_generation, self._spare_made),
+                                     name="mediqa-ort-spare", daemon=True).start()
+
+    def _make_spare(self, generation: int, made: threading.Event) -> None:
+        try:
+            ort = import_ort()
+            session = ort.InferenceSession(str(self.model_path), sess_options=self._options(1),
+                                           providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - without the spare the wide session serves, as before
+            logger.warning("the one-thread onnxruntime session could not be made (%s): scoring stays on %d "
+                           "threads", type(exc).__name__, self.threads)
+            session = None
+        with self._spare_lock:
+            if generation == self._spare_generation and session is not None:
+                self._narrow = session
+            if self._spare_made is made:
+                self._spare_made = None if session is not None else made  # a failed one is not tried again
+        made.set()
+
+    def wait_spare(self, timeout: float) -> bool:
+        """Wait until a spare session being made is there; True when one is (tools and tests)."""
+        made = self._spare_made
+        if made is not None:
+            made.wait(timeout)
+        return self._narrow is not None
 
     def release_spare(self) -> None:
-        self._narrow = None
+        with self._spare_lock:
+            self._narrow = None
+            self._spare_generation += 1
+            if self._spare_made is not None and self._spare_made.is_set():
+                self._spare_made = None  # a spare that failed may be tried again after the next idle
 
     @property
     def threads_in_use(self) -> int:
@@ -111,15 +150,11 @@ class OrtBackend(Backend):
         self.output_names = tuple(o.name for o in session.get_outputs())
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        session = self._session
-        if self._contended:
-            if self._narrow is None:
-                ort = import_ort()
-                self._narrow = ort.InferenceSession(str(self.model_path), sess_options=self._options(1),
-                                                    providers=["CPUExecutionProvider"])
-            session = self._narrow
+        narrow = self._narrow
+        session = narrow if self._contended and narrow is not None else self._session
         outputs = session.run(list(self.output_names), dict(feed))
         return dict(zip(self.output_names, outputs, strict=True))
 
     def _close(self) -> None:
-        self._session = self._narrow = None
+        self.release_spare()
+        self._session = None

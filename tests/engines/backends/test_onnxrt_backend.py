@@ -61,6 +61,7 @@ def test_contended_cpu_runs_on_a_one_thread_session_with_the_same_outputs(tiny_o
         wide = backend.infer(feed)
         backend.set_contended(True)
         assert backend.threads_in_use == 1
+        assert backend.wait_spare(30)  # made beside the series (next test)
         narrow = backend.infer(feed)
         assert backend._narrow is not None and backend._narrow is not backend._session
         for name in wide:
@@ -78,3 +79,40 @@ def test_one_thread_backend_has_nothing_to_narrow(tiny_onnx, golden):
         backend.set_contended(True)
         backend.infer(golden.cases[0].inputs)
         assert backend.threads_in_use == 1 and backend._narrow is None
+
+
+def test_a_contended_series_does_not_wait_for_the_one_thread_session(tiny_onnx, golden, monkeypatch):
+    """Making the spare session takes about a second on two busy cores: the series that first finds the
+    cores busy runs on the wide session meanwhile, and the spare is made beside it."""
+    import threading
+
+    import onnxruntime
+
+    release = threading.Event()
+    real = onnxruntime.InferenceSession
+
+    def slow_when_narrow(path, sess_options=None, providers=None):
+        if sess_options is not None and sess_options.intra_op_num_threads == 1:
+            release.wait(30)
+        return real(path, sess_options=sess_options, providers=providers)
+
+    feed = golden.cases[0].inputs
+    with OrtBackend(tiny_onnx, threads=2) as backend:
+        wide = backend.infer(feed)
+        monkeypatch.setattr(onnxruntime, "InferenceSession", slow_when_narrow)
+        backend.set_contended(True)
+        done: list[dict[str, np.ndarray]] = []
+        runner = threading.Thread(target=lambda: done.append(backend.infer(feed)), daemon=True)
+        runner.start()
+        runner.join(10)
+        release.set()
+        assert done, "infer waited for the one-thread session to be made"
+        for name in wide:
+            np.testing.assert_array_equal(wide[name], done[0][name])  # the wide session answered
+        assert backend.wait_spare(10)
+        narrow = backend.infer(feed)
+        assert backend._narrow is not None
+        for name in wide:
+            np.testing.assert_allclose(wide[name], narrow[name], rtol=1e-5, atol=1e-6)
+        backend.release_spare()
+        assert backend._narrow is None
