@@ -24,7 +24,7 @@ import os
 import queue
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from mediqa.agent.config import HeaderLimits
 from mediqa.agent.dicom.index import read_header
@@ -32,7 +32,7 @@ from mediqa.agent.dicom.records import InstanceRecord
 from mediqa.agent.loop.base import LoopBase
 from mediqa.agent.loop.reading import POOL_MIN_READY, Read, read_file
 from mediqa.agent.report.privacy import clean_text
-from mediqa.agent.series.tracker import FileOutcome
+from mediqa.agent.series.tracker import FileOutcome, FileRow
 from mediqa.agent.watch.walk import walk_files
 
 log = logging.getLogger(__name__)
@@ -52,13 +52,14 @@ wall_clock = time.time  # what file times are compared with (the agent's own clo
 
 class IntakeJob(LoopBase):
     # --- events and walks ----------------------------------------------------------------------------
-    def offer(self, path: str, closed: bool = False) -> None:
-        """A path may hold a new or changed file: remember it until it is stable, then parse it."""
+    def offer(self, path: str, closed: bool = False, rows: Mapping[str, FileRow] | None = None) -> None:
+        """A path may hold a new or changed file: remember it until it is stable, then parse it. ``rows``:
+        its folder's rows, read beforehand by a walk (``tracker.folder_rows``)."""
         try:
             st = os.stat(path)
         except OSError:
             return  # gone again (a temp file renamed away)
-        if not stat.S_ISREG(st.st_mode) or self.tracker.file_known(path, st.st_size, st.st_mtime_ns):
+        if not stat.S_ISREG(st.st_mode) or self.tracker.file_known(path, st.st_size, st.st_mtime_ns, rows):
             return
         self._observe(path, st, closed)
 
@@ -103,9 +104,13 @@ class IntakeJob(LoopBase):
         started = time.perf_counter()
         last_ping = self.clock()
         finished = True
+        folder, rows = "", None  # the walk lists a folder's files together: their rows are read in one query
         with self._guard("rescanning the export folder", "intake"):
             for n, path in enumerate(walk, 1):
-                self.offer(path)
+                if os.path.dirname(path) != folder or rows is None:
+                    folder = os.path.dirname(path)
+                    rows = self.tracker.folder_rows(folder)
+                self.offer(path, rows=rows)
                 if n % 64 == 0:
                     if n >= min_files and time.perf_counter() - started >= slice_s:
                         finished = False

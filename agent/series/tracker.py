@@ -23,7 +23,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from mediqa.agent.config import CompletionConfig
@@ -100,9 +100,23 @@ class SeriesTracker:
                                 (db_path(path),))
         return None if row is None else (row[0], row[1], row[2], row[3], row[4], row[5])
 
-    def file_known(self, path: str, size: int, mtime_ns: int) -> bool:
-        """True when this exact file version was already indexed or finally skipped."""
-        return _known(self.file_row(path), size, mtime_ns)
+    def file_known(self, path: str, size: int, mtime_ns: int, rows: Mapping[str, FileRow] | None = None) -> bool:
+        """True when this exact file version was already indexed or finally skipped. ``rows``: its folder's
+        rows read beforehand (``folder_rows``); a path not among them is looked up on its own."""
+        row = rows.get(path) if rows is not None else None
+        return _known(row if row is not None else self.file_row(path), size, mtime_ns)
+
+    def folder_rows(self, folder: str) -> dict[str, FileRow]:
+        """The rows of the files directly in ``folder`` (not below it), by path: one query for a walk's folder.
+
+        The periodic rescan checks every file of the export against its row; one query per file was most of
+        an idle agent's CPU on a big export (20,000 files every 30 s)."""
+        prefix = db_path(os.path.join(folder, ""))
+        upper = prefix[:-1] + bytes([prefix[-1] + 1])  # every path that starts with the prefix sorts below this
+        rows = self.db.query("SELECT path, size, mtime_ns, status, reason, attempts, crc FROM files "
+                             "WHERE path >= ? AND path < ? AND instr(substr(path, ?), ?) = 0",
+                             (prefix, upper, len(prefix) + 1, os.fsencode(os.sep)))
+        return {path_from_db(r[0]): (r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows}
 
     def record_skip(self, path: str, size: int, mtime_ns: int, reason: str, final: bool,
                     series_uid: str | None = None) -> int:

@@ -115,3 +115,25 @@ def test_saliency_at_completion_decodes_at_most_k_slices(tmp_path, monkeypatch):
     (result,) = results
     assert result.n_slices == CANDIDATES_MAX + 36 and len(result.slice_scores) == 7
     assert len(decoded) <= CANDIDATES_MAX + 7  # saliency of the candidates, then the 7 chosen slices
+
+
+def test_a_rescan_of_an_indexed_export_reads_its_rows_per_folder_not_per_file(tmp_path):
+    """The periodic rescan (every watch.reconcile_interval_s) is what an idle agent does: on a big export one
+    query per file was most of its CPU. A changed file is still found."""
+    export, state, clock = tmp_path / "export", tmp_path / "state", Clock()
+    copy(make_series(tmp_path, "a", 6, seed=1), export / "a")
+    files = copy(make_series(tmp_path, "b", 6, seed=2), export / "b")
+    results: list = []
+    a = agent(state, export, clock, results)
+    for _ in range(3):
+        a.step()
+        clock.now += 20.0
+    assert a.tracker.db.query_one("SELECT COUNT(*) FROM files WHERE status='indexed'") == (12,)
+    lookups: list[str] = []
+    one = a.tracker.file_row
+    a.tracker.file_row = lambda path: lookups.append(path) or one(path)  # type: ignore[method-assign]
+    assert a.reconcile() == 0
+    assert lookups == []
+    with open(files[0], "ab") as f:  # a rewritten file (events lost): its size changed
+        f.write(b"\0" * 16)
+    assert a.reconcile() == 1

@@ -133,3 +133,16 @@ def test_records_kept_from_insert_are_the_stored_ones_and_bounded(tmp_path, cloc
     assert len(t._decoded) == 2
     t.forget_decoded()
     assert t._decoded == {} and t._records_memo is None
+
+
+def test_folder_rows_are_the_files_directly_in_the_folder(tmp_path, clock):
+    t = _tracker(tmp_path, clock)
+    names = ["/e/a/1", "/e/a/2", "/e/a/sub/3", "/e/a-b/4", "/e/a0/5", "/e/ab/6", "/e/a/caf\udce9"]  # last: not UTF-8
+    for i, path in enumerate(names):
+        t.record_skip(path, i, i, "not_dicom", final=True)
+    rows = t.folder_rows("/e/a")
+    assert set(rows) == {"/e/a/1", "/e/a/2", "/e/a/caf\udce9"}
+    assert rows["/e/a/2"] == t.file_row("/e/a/2")
+    assert t.folder_rows("/e/none") == {}
+    assert t.file_known("/e/a/1", 0, 0, rows) and not t.file_known("/e/a/1", 1, 0, rows)
+    assert t.file_known("/e/a-b/4", 3, 3, rows)  # not among the rows: looked up on its own
