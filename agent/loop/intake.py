@@ -186,12 +186,13 @@ class IntakeJob(LoopBase):
             ready.append((path, st))
         if ready and not lost and len(ready) >= POOL_WARM_MIN and self._pool.ready(start=len(ready) >= POOL_MIN_READY):
             self._pool.submit(ready[:max(0, POOL_AHEAD - self._pool.in_flight())], self.config.ingest)
+            self._scorer_hook("prepare_spare")  # series scored while the workers read need it: made off their time
         elif ready:
             outcomes.extend(self._read_here(ready, everything=bool(lost)))
         elif self.config.ingest.read_workers_warm:
             self._pool.ready()  # kept up: the next export's first batch needs no start-up
-        elif not self._pool.in_flight():
-            self._pool.close_if_idle()
+        elif not self._pool.in_flight() and self._pool.close_if_idle():
+            self._scorer_hook("release_spare")  # it lives as long as the workers
         if not outcomes and self._pool.in_flight():  # nothing else to record: give the workers a moment
             done, lost = self._pool.harvest(POOL_WAIT_S)
             outcomes = self._from_workers(done)
@@ -207,6 +208,12 @@ class IntakeJob(LoopBase):
                 written[out.path] = _written_at(st, now)
         if batch:
             self._record(batch, written)
+
+    def _scorer_hook(self, name: str) -> None:
+        """The learned scorer's ``prepare_spare``/``release_spare`` (the classical scorer has neither)."""
+        hook = getattr(self.scorer, name, None)
+        if hook is not None:
+            hook()
 
     def _read_here(self, ready: list[tuple[str, os.stat_result]], everything: bool = False
                    ) -> list[tuple[FileOutcome, os.stat_result]]:

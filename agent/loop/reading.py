@@ -202,9 +202,12 @@ class ReadPool:
             self._used_at = time.monotonic()
         return done, lost
 
-    def close_if_idle(self) -> None:
+    def close_if_idle(self) -> bool:
+        """Stop the workers when unused for ``POOL_IDLE_S``; True when this call stopped them."""
         if self._executor is not None and not self._flying and time.monotonic() - self._used_at >= POOL_IDLE_S:
             self.close()
+            return True
+        return False
 
     def close(self, keep_jobs: bool = False) -> None:
         """Stop the workers (without waiting). Files in flight are dropped unless ``keep_jobs``: their

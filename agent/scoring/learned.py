@@ -139,6 +139,9 @@ class LearnedScorer:
     def set_contended(self, contended: bool) -> None:
         self._backend.set_contended(contended)
 
+    def prepare_spare(self) -> None:
+        self._backend.prepare_spare()
+
     def release_spare(self) -> None:
         self._backend.release_spare()
 

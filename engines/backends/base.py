@@ -54,6 +54,9 @@ class Backend(ABC):
     def set_contended(self, contended: bool) -> None:  # noqa: B027 - optional hook: most backends ignore it
         """The machine's cores are busy with the agent's own work: a backend may use fewer threads."""
 
+    def prepare_spare(self) -> None:  # noqa: B027 - optional hook, as above
+        """Start making what ``set_contended`` would use, beside the caller (the cores are about to be busy)."""
+
     def release_spare(self) -> None:  # noqa: B027 - optional hook, as above
         """Drop what ``set_contended`` made (the agent is idle)."""
 

@@ -55,9 +55,9 @@ class OrtBackend(Backend):
         self._session: Any = None
         # While the agent's own reading workers keep both cores busy, two intra-op threads fight them and a
         # series' pass gets slower than on one thread (docs/performance.md, "ONNX Runtime threads"): a
-        # one-thread session is made the first time that happens, used while it lasts, dropped at idle.
-        # It is made beside the series that first finds the cores busy (about a second on two busy cores),
-        # which runs on the wide session meanwhile.
+        # one-thread session is used while that lasts. It takes about a second to make on two busy cores, so
+        # it is made in a thread when the workers take files (``prepare_spare``, asked by the loop) and dropped
+        # when they stop; a series that finds the cores busy before it is there runs on the wide session.
         self._contended = False
         self._narrow: Any = None
         self._spare_lock = threading.Lock()
@@ -71,12 +71,19 @@ class OrtBackend(Backend):
 
     def set_contended(self, contended: bool) -> None:
         self._contended = contended and self.provider == "cpu" and self.threads > 1
-        if self._contended and self._session is not None:
-            with self._spare_lock:
-                if self._narrow is None and self._spare_made is None:
-                    self._spare_made = threading.Event()
-                    threading.Thread(target=self._make_spare, args=(self._spare_generation, self._spare_made),
-                                     name="mediqa-ort-spare", daemon=True).start()
+        if self._contended:
+            self.prepare_spare()  # not made yet (the loop normally asks earlier): the wide session serves meanwhile
+
+    def prepare_spare(self) -> None:
+        """Start making the one-thread session in a thread, if there is none: the reading workers just took
+        files, so a series may soon be scored while they hold the cores."""
+        if self.provider != "cpu" or self.threads <= 1 or self._session is None:
+            return
+        with self._spare_lock:
+            if self._narrow is None and self._spare_made is None:
+                self._spare_made = threading.Event()
+                threading.Thread(target=self._make_spare, args=(self._spare_generation, self._spare_made),
+                                 name="mediqa-ort-spare", daemon=True).start()
 
     def _make_spare(self, generation: int, made: threading.Event) -> None:
         try:

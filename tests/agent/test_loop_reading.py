@@ -195,3 +195,26 @@ def test_a_pass_hands_warm_workers_enough_to_stay_busy(tmp_path, small_batches_g
         assert [r.n_instances for r in results] == [20]
     finally:
         a.close()
+
+
+@pytest.mark.slow
+def test_the_scorer_makes_its_spare_when_the_workers_take_a_batch_and_drops_it_when_they_stop(
+        tmp_path, small_batches_go_to_workers, monkeypatch):
+    """The one-thread session takes about a second to make: made when the workers take files, it is ready
+    when a series is scored while they work, not made on that series' time. It lives as long as they do."""
+    export, clock = tmp_path / "export", Clock()
+    copy(make_series(tmp_path, "a", 9, seed=1), export / "a")
+    a = agent(tmp_path / "state", export, clock, [])
+    calls: list[str] = []
+    a.scorer.prepare_spare = lambda: calls.append("prepare")  # type: ignore[attr-defined]
+    a.scorer.release_spare = lambda: calls.append("release")  # type: ignore[attr-defined]
+    try:
+        batches = _warm(a)
+        settle(a, clock)
+        assert batches == [9] and calls[:1] == ["prepare"]
+        assert "release" not in calls  # the workers are still up
+        monkeypatch.setattr(reading, "POOL_IDLE_S", 0.0)
+        a.step()
+        assert a._pool._executor is None and calls[-1] == "release"
+    finally:
+        a.close()

@@ -116,3 +116,24 @@ def test_a_contended_series_does_not_wait_for_the_one_thread_session(tiny_onnx, 
             np.testing.assert_allclose(wide[name], narrow[name], rtol=1e-5, atol=1e-6)
         backend.release_spare()
         assert backend._narrow is None
+
+
+def test_a_spare_made_ahead_is_used_once_the_cores_are_busy(tiny_onnx, golden):
+    feed = golden.cases[0].inputs
+    with OrtBackend(tiny_onnx, threads=2) as backend:
+        backend.prepare_spare()
+        assert backend.wait_spare(30) and backend.threads_in_use == 2  # made, not yet used
+        spare = backend._narrow
+        backend.set_contended(True)
+        backend.infer(feed)
+        assert backend._narrow is spare  # used as it was, not made again
+    assert backend._narrow is None  # closed with the backend
+
+
+def test_one_thread_and_unloaded_backends_make_no_spare(tiny_onnx):
+    backend = OrtBackend(tiny_onnx, threads=2)
+    backend.prepare_spare()  # not loaded: nothing to copy the options of
+    assert backend._spare_made is None
+    with OrtBackend(tiny_onnx, threads=1) as single:
+        single.prepare_spare()
+        assert single._spare_made is None and single._narrow is None
