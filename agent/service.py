@@ -226,9 +226,7 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, AheadJob, SaliencyJo
         self.tracker.forget_decoded()
         if not self.config.ingest.read_workers_warm:
             self._pool.close()
-        release_spare = getattr(self.scorer, "release_spare", None)
-        if release_spare is not None:
-            release_spare()  # the one-thread session made while the workers were busy
+        self._scorer_hook("release_spare")  # the one-thread session made while the workers were busy
         trimmed = release_memory(lambda: self.db.query("PRAGMA shrink_memory"))
         log.debug("idle after a backlog: memory released%s", " (heap trimmed)" if trimmed else "")
 

@@ -221,6 +221,12 @@ class LoopBase:
         else:
             log.warning("internal error while %s (%s): recorded, the agent goes on", what, name)
 
+    def _scorer_hook(self, name: str) -> None:
+        """The learned scorer's ``prepare_spare``/``release_spare`` (the classical scorer has neither)."""
+        hook = getattr(self.scorer, name, None)
+        if hook is not None:
+            hook()
+
     def _ping(self) -> None:
         """``on_pass`` (the systemd watchdog's ping): once per pass, and every few seconds of a long walk."""
         if self.on_pass is not None:

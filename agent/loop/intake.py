@@ -209,12 +209,6 @@ class IntakeJob(LoopBase):
         if batch:
             self._record(batch, written)
 
-    def _scorer_hook(self, name: str) -> None:
-        """The learned scorer's ``prepare_spare``/``release_spare`` (the classical scorer has neither)."""
-        hook = getattr(self.scorer, name, None)
-        if hook is not None:
-            hook()
-
     def _read_here(self, ready: list[tuple[str, os.stat_result]], everything: bool = False
                    ) -> list[tuple[FileOutcome, os.stat_result]]:
         """Read in the loop: at least ``INDEX_MIN_FILES``, then until ``INDEX_SLICE_S`` has passed (or all)."""
