@@ -217,16 +217,21 @@ class AgentProcess:
             todo.extend(child for child, ppid in parent.items() if ppid == pid)
         return total
 
-    def wait_idle(self, timeout_s: float = 300.0, window_s: float = 2.0, share: float = 0.05) -> float:
-        """Seconds until the agent's process tree used under ``share`` of a core over ``window_s`` (the work
-        after the results too: contact sheets, SR reports); ``timeout_s`` at most."""
+    def wait_idle(self, timeout_s: float = 300.0, window_s: float = 2.0, share: float = 0.05,
+                  windows: int = 3) -> float:
+        """Seconds until the agent's process tree used under ``share`` of a core over ``windows`` windows of
+        ``window_s`` in a row (the work after the results too: contact sheets, SR reports); ``timeout_s`` at
+        most. One quiet window was not enough: a lull between the results and the reports made after them
+        (SR_DEFER_MAX_S) passed for idle, and the RSS reading came before the memory release (2026-12-02)."""
         start = time.monotonic()
         last = self.tree_cpu_s()
+        quiet = 0
         while time.monotonic() - start < timeout_s:
             time.sleep(window_s)
             self.check()
             now = self.tree_cpu_s()
-            if now - last < share * window_s:
+            quiet = quiet + 1 if now - last < share * window_s else 0
+            if quiet >= windows:
                 return time.monotonic() - start
             last = now
         return float("nan")

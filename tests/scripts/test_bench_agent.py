@@ -1,0 +1,49 @@
+"""The benchmark's own logic that decides what it measures (scripts/bench_agent.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_agent.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_agent_under_test", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _agent_with_cpu(bench: ModuleType, tmp_path: Path, increments: list[float]) -> object:
+    """An AgentProcess whose process tree used ``increments`` CPU seconds in its successive windows."""
+    agent = bench.AgentProcess(tmp_path / "export", tmp_path / "state")
+    totals = iter([0.0] + [sum(increments[: i + 1]) for i in range(len(increments))])
+    agent.tree_cpu_s = lambda: next(totals)  # type: ignore[method-assign]
+    agent.check = lambda: None  # type: ignore[method-assign]
+    return agent
+
+
+def test_wait_idle_waits_past_a_lull_for_quiet_windows_in_a_row(bench: ModuleType, tmp_path: Path) -> None:
+    seen: list[float] = []
+    agent = _agent_with_cpu(bench, tmp_path, [1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    inner = agent.tree_cpu_s  # type: ignore[attr-defined]
+
+    def counting() -> float:
+        value = inner()
+        seen.append(value)
+        return value
+
+    agent.tree_cpu_s = counting  # type: ignore[attr-defined]
+    # busy, a lull of one window (the results done, the reports made after them not started), busy again
+    # (the reports), then quiet: one quiet window read as idle before the memory release (2026-12-02)
+    waited = agent.wait_idle(timeout_s=5.0, window_s=0.01, share=0.05)  # type: ignore[attr-defined]
+    assert waited == waited  # not the timeout's NaN
+    assert len(seen) == 7  # the first reading, then one per window: busy, lull, busy, quiet, quiet, quiet
