@@ -88,7 +88,7 @@ def test_training_estimate_reproduces_the_recorded_run() -> None:
     assert (one.epochs, one.samples_per_epoch, two.epochs) == (36, 2192, 24)
     assert duration(one.seconds) == "27.2 min" and duration(two.seconds) == "16.9 min"
     assert stage_estimate(edge, 1, 2192, done_epochs=30).epochs == 6  # a resumed run: what is left
-    assert stage_estimate(edge, 1, 9000).samples_per_epoch == 6000  # samples_per_epoch caps an epoch
+    assert stage_estimate(edge, 1, 9000).samples_per_epoch == 2192  # samples_per_epoch caps an epoch
     assert "crop_size 32" in recipe_differences(load_config(TINY_TRAIN))
 
 
