@@ -20,9 +20,10 @@ demo: setup
 	$(VENV)/bin/mediqa demo
 
 # Debian tools the tests talk to (real DICOM peers, a real browser, shellcheck for the packaging scripts,
-# Prometheus and promtool for the fleet rules).
+# Prometheus and promtool for the fleet rules, dciodvfy to validate the SR reports against the standard).
 # Quick when present; installs only as root (CI); elsewhere their tests skip with a message.
-SYSTEM_TOOLS = storescu:dcmtk Orthanc:orthanc chromium:chromium shellcheck:shellcheck promtool:prometheus
+SYSTEM_TOOLS = storescu:dcmtk Orthanc:orthanc chromium:chromium shellcheck:shellcheck promtool:prometheus \
+	dciodvfy:dicom3tools
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do tool=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $$pkg"; done; \
