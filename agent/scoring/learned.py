@@ -19,6 +19,7 @@ from mediqa.agent.config import AgentConfig
 from mediqa.agent.scoring.base import Provenance, SeriesInput, SliceScores
 from mediqa.agent.scoring.dose_reference import describe_dose, dose_vs_reference, measured_noise_hu, reference_for
 from mediqa.agent.scoring.models import file_sha256, gate_model, resolve_model
+from mediqa.agent.scoring.slice_outputs import SliceOutputs
 from mediqa.model_card import ModelCard, read_card
 from mediqa.preprocess import prepare, prompt_indices
 
@@ -59,6 +60,7 @@ class LearnedScorer:
         # Hashed once, at load: every result names the exact file that scored it.
         self.provenance = Provenance(card.name, card.version, sha256 or file_sha256(model_path))
         self.unevaluated = unevaluated  # what the deploy gate found wrong, when the override let it run
+        self.outputs = SliceOutputs()  # per slice, by its exact input: a slice passed before is not passed again
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> LearnedScorer:
@@ -99,17 +101,33 @@ class LearnedScorer:
 
     def score(self, series: SeriesInput) -> SliceScores:
         modality = series.layout.modality
-        crops, positions = prepare(series.slices, modality, self.card)
-        prompt = np.tile(prompt_indices(series.prompt, self.card), (len(crops), 1))
-        out = self._backend.infer({"image": crops, "prompt": prompt})
+        out, owner = self._run(series)
         quality = np.asarray(out["quality"], dtype=np.float64).reshape(-1)
-        owner = np.array([p.slice for p in positions])
         k = series.slices.shape[0]
         per_slice = [float(quality[owner == i].mean()) if np.any(owner == i) else float("nan") for i in range(k)]
-        measures, explanations = self._heads(np.asarray(out.get("physics", np.zeros((len(crops), 0)))), modality)
+        measures, explanations = self._heads(np.asarray(out.get("physics", np.zeros((len(owner), 0)))), modality)
         if "ct_dose" in measures:
             self._explain_dose(series, measures["ct_dose"], explanations)
         return SliceScores(scores=tuple(per_slice), measures=measures, explanations=explanations)
+
+    def prime(self, series: SeriesInput) -> int:
+        """Pass ``series``' slices now and keep their outputs (``SliceOutputs``), so that scoring them
+        later needs no model pass; how many crops went to the model (0: all were kept already)."""
+        before = self.outputs.passed_crops
+        self._run(series)
+        return self.outputs.passed_crops - before
+
+    def _run(self, series: SeriesInput) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The model's outputs for the series' crops (slices kept from earlier passes are not passed), and
+        the slice each crop was cut from."""
+        crops, positions = prepare(series.slices, series.layout.modality, self.card)
+        prompt = np.tile(prompt_indices(series.prompt, self.card), (len(crops), 1))
+        owner = np.array([p.slice for p in positions], dtype=np.int64)
+        return self.outputs.run(self._backend.infer, crops, prompt, owner, self._batch_ok), owner
+
+    def _batch_ok(self, n: int) -> bool:
+        limits = self._backend.batch_range  # an engine's optimization profile
+        return limits is None or limits[0] <= n <= limits[1]
 
     def _explain_dose(self, series: SeriesInput, model_dose: float, explanations: dict[str, str]) -> None:
         """The dose words against the reference of this series' anatomy and kernel (``dose_reference``)."""
@@ -146,6 +164,7 @@ class LearnedScorer:
         self._backend.release_spare()
 
     def close(self) -> None:
+        self.outputs.clear()
         self._backend.close()
 
 
