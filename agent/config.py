@@ -78,6 +78,10 @@ class CompletionConfig:
     # the result is saved and shown when the quiet period ends, and only when the series' files are exactly
     # those it was computed from (agent/loop/ahead.py). Costs idle CPU only; 0 turns it off.
     score_ahead_s: float = 1.0
+    # While a series that announced its count arrives, pass the slices it will likely choose to the model (at
+    # 90, 97 and 99.5 % of its count); at completion only chosen slices whose input was not seen are passed
+    # (agent/loop/early.py). The result is computed from the complete series either way. Costs CPU only.
+    pass_ahead_on_count: bool = True
 
     def quiet_for(self, modality: str) -> float:
         return float(self.quiet_period_s.get(modality, self.quiet_period_s.get("default", 10.0)))

@@ -30,6 +30,7 @@ from mediqa.agent.report.privacy import clean_text
 from mediqa.agent.scoring.base import SCORE_MIN, Scorer, SeriesInput, SeriesResult, WorstSlice, provenance_fields
 from mediqa.agent.scoring.content import Content, check_content
 from mediqa.agent.scoring.decision import decide
+from mediqa.agent.select.predict import likely_chosen
 from mediqa.agent.select.prompts import prompt_for
 from mediqa.agent.select.saliency import saliency_from_store, select_slices
 from mediqa.agent.select.selection import Selection
@@ -127,6 +128,31 @@ def analyse_series(records: Sequence[InstanceRecord] | SeriesLayout, scorer: Sco
         notices=inputs.notices, **provenance_fields(scorer),
     )
     return Analysis(layout, result)
+
+
+def early_input(records: Sequence[InstanceRecord], expected: int, config: AgentConfig, *,
+                stored_saliency: Mapping[SliceKey, float] | None = None) -> SeriesInput | None:
+    """The input a series that announced ``expected`` slices will likely be scored with, from the slices
+    arrived so far (``select.predict``): for a model pass before its last file (``loop/early.py``). None
+    when there is nothing to predict (a skipped kind, a 4D or multi-frame series, an order that gives no
+    prediction). Planned, read and prompted as ``analyse_series`` does, so a slice that is chosen in the
+    end is fed to the model exactly as it will be then.
+    """
+    kept, skip, _ = split_for_scoring(records, skip_kinds(config))
+    if skip is not None or len(kept) < 2:
+        return None
+    layout = plan_series(kept)
+    if layout.time_points > 1:
+        return None
+    chosen = likely_chosen(layout, expected, config.scoring.slices, config.scoring.selection, stored_saliency)
+    if not chosen:
+        return None
+    part = layout.read_partial(chosen)
+    if not part.indices:
+        return None
+    weights = tuple(1.0 / len(part.indices) for _ in part.indices)
+    return SeriesInput(layout=layout, selection=Selection(indices=part.indices, weights=weights, method="predicted"),
+                       slices=part.pixels, prompt=prompt_for(layout))
 
 
 def skip_kinds(config: AgentConfig) -> tuple[str, ...]:

@@ -52,6 +52,7 @@ from mediqa.agent.dicom.records import InstanceRecord
 from mediqa.agent.loop.ahead import AheadJob
 from mediqa.agent.loop.base import COMPLAIN_EVERY_S, WRITE_RETRY_S, Health
 from mediqa.agent.loop.completion import CompletionJob, check_adaptive
+from mediqa.agent.loop.early import SLICE_S, EarlyPassJob
 from mediqa.agent.loop.intake import IntakeJob
 from mediqa.agent.loop.memory import RELEASE_AFTER_FILES, release_memory
 from mediqa.agent.loop.reading import ReadPool, file_crc32
@@ -90,7 +91,7 @@ def check_paths(config: AgentConfig, folder: Path) -> None:
                               "the agent never writes there: choose a place elsewhere")
 
 
-class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, AheadJob, SaliencyJob):
+class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, AheadJob, EarlyPassJob, SaliencyJob):
     """The daemon's loop over one export folder (``step`` is one pass, ``run`` the passes until stopped).
 
     ``on_result(result, result_id)`` shows each result (the console); ``on_pass()`` is called once per pass
@@ -142,6 +143,9 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, AheadJob, SaliencyJo
         self._ahead = {}  # series uid -> its result scored ahead of its quiet period's end (``loop.ahead``)
         self._ahead_tries = {}
         self._ahead_more = False
+        self._early = {}  # series uid -> the fractions of its count it was passed to the model at (``loop.early``)
+        self._early_pass = None  # the early model pass running in its thread
+        self._early_slice_s = SLICE_S
         # Files or series waiting after the last pass (set by the loop, read by other threads: a plain flag).
         # The SR outbox builds reports only while this is False (or once they waited SR_DEFER_MAX_S).
         self.working = False
@@ -201,6 +205,8 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, AheadJob, SaliencyJo
                 self._flush_jsonl()
             with self._guard("computing saliency", "saliency"):
                 self._saliency_step(busy=not self.settler.all_settling())
+            with self._guard("passing likely chosen slices to the model", "scoring"):
+                self._pass_early()
             with self._guard("scoring ahead", "scoring"):
                 self._score_ahead()
         if self._indexed_since_release >= RELEASE_AFTER_FILES and not self._saliency_waiting() and self.idle() \
@@ -272,6 +278,7 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, AheadJob, SaliencyJo
                     watcher.stop()
                 except Exception as exc:  # noqa: BLE001 - stopping must not hide the reason we stop
                     log.debug("stopping the watcher: %s", type(exc).__name__)
+            self._reap_early(wait=True)  # the scorer is closed next: no model pass may still be running
             self._pool.close()
             self.scorer.close()
             for handler in handlers:

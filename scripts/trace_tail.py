@@ -45,6 +45,8 @@ TRACED = (
     ("mediqa.agent.pipeline", "", "check_content"),
     ("mediqa.engines.backends.onnxrt", "OrtBackend", "_infer"),
     ("mediqa.agent.loop.saliency", "SaliencyJob", "_saliency_step"),
+    ("mediqa.agent.loop.early", "EarlyPassJob", "_pass_early"),
+    ("mediqa.agent.scoring.learned", "LearnedScorer", "prime"),
 )
 HOOK = '''
 import importlib, os, sys, threading, time

@@ -112,10 +112,10 @@ class LearnedScorer:
 
     def prime(self, series: SeriesInput) -> int:
         """Pass ``series``' slices now and keep their outputs (``SliceOutputs``), so that scoring them
-        later needs no model pass; how many crops went to the model (0: all were kept already)."""
-        before = self.outputs.passed_crops
+        later needs no model pass; how many slices went to the model (0: all were kept already)."""
+        before = self.outputs.passed_slices
         self._run(series)
-        return self.outputs.passed_crops - before
+        return self.outputs.passed_slices - before
 
     def _run(self, series: SeriesInput) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The model's outputs for the series' crops (slices kept from earlier passes are not passed), and

@@ -9,12 +9,14 @@ of its quiet period and again after one more file, a result superseded by a late
 not seen before go to the model; outputs are assembled in the order the crops were cut, so a series'
 result is the one a single pass gives (to the float rounding of a different batch size).
 
-Bounded (``KEPT`` slices, a few hundred bytes each) and used by the loop's thread only.
+Bounded (``KEPT`` slices, a few hundred bytes each). One ``run`` at a time (a lock): the loop's early pass
+runs in a thread of its own, and a series scored meanwhile waits for it and then finds its slices kept.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
@@ -38,13 +40,18 @@ class SliceOutputs:
     def __init__(self, kept: int = KEPT) -> None:
         self.kept = kept
         self._outputs: OrderedDict[bytes, dict[str, np.ndarray]] = OrderedDict()
-        self.passed_crops = 0  # crops sent to the model through ``run`` (tools and tests read it)
+        self.passed_crops = 0  # crops sent to the model through ``run`` (tools and tests read it) ...
+        self.passed_slices = 0  # ... and the slices they were cut from
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._outputs)
 
     def clear(self) -> None:
-        self._outputs.clear()
+        """Forget every slice, and the counts."""
+        with self._lock:
+            self._outputs.clear()
+            self.passed_crops = self.passed_slices = 0
 
     def run(self, infer: Infer, crops: np.ndarray, prompt: np.ndarray, owner: np.ndarray,
             batch_ok: Callable[[int], bool] = lambda n: True) -> dict[str, np.ndarray]:
@@ -54,8 +61,14 @@ class SliceOutputs:
         ``batch_ok(n)``: whether the backend takes a batch of ``n`` (an engine's profile bounds it); when it
         does not take the slices left, all of them are passed, as without this store.
         """
+        with self._lock:
+            return self._run(infer, crops, prompt, owner, batch_ok)
+
+    def _run(self, infer: Infer, crops: np.ndarray, prompt: np.ndarray, owner: np.ndarray,
+             batch_ok: Callable[[int], bool]) -> dict[str, np.ndarray]:
         spans = _spans(owner)
         if spans is None:  # not slice-major: no per-slice reuse
+            self.passed_slices += len(set(np.asarray(owner).tolist()))
             return self._pass(infer, crops, prompt)
         keys = [input_digest(crops[a:b], prompt[a:b]) for a, b in spans]
         known: list[dict[str, np.ndarray] | None] = [self._get(key) for key in keys]
@@ -64,6 +77,7 @@ class SliceOutputs:
         if todo and not batch_ok(rows):
             todo, rows = list(range(len(spans))), len(crops)
         if todo:
+            self.passed_slices += len(todo)
             take = np.concatenate([np.arange(*spans[i]) for i in todo])
             fresh = self._pass(infer, crops[take], prompt[take])
             if any(np.ndim(v) == 0 or np.shape(v)[0] != rows for v in fresh.values()):

@@ -280,8 +280,11 @@ class SeriesTracker:
         memo = self._records_memo
         if memo is not None and memo[0] == series_uid and memo[1] == rows:
             return list(memo[2])
+        # The same series asked before (it was passed to the model early, ``loop.early``): what it had then
+        # is decoded already; only what arrived since comes from the kept records or the JSON.
+        before = dict(zip(memo[1], memo[2], strict=True)) if memo is not None and memo[0] == series_uid else {}
         with self._decoded_lock:
-            kept = [self._decoded.pop(text, None) for text in rows]
+            kept = [before[text] if text in before else self._decoded.pop(text, None) for text in rows]
         records = [record if record is not None else record_from_json(text) for record, text in zip(kept, rows,
                                                                                                    strict=True)]
         self._records_memo = (series_uid, rows, records)

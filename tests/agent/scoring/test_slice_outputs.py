@@ -91,7 +91,7 @@ def test_a_primed_series_is_scored_without_a_model_pass_and_as_a_fresh_scorer_sc
         expected = analyse_series(records, fresh, cfg).result
         inputs = series_input(analyse_series(records, fresh, cfg).layout, slices=cfg.scoring.slices,
                               selection=cfg.scoring.selection)
-        assert primed.prime(inputs) == len(inputs.selection.indices) * primed.card.preprocessing.crops_per_slice
+        assert primed.prime(inputs) == len(inputs.selection.indices)
         assert primed.prime(inputs) == 0
         before = primed.outputs.passed_crops
         got = analyse_series(records, primed, cfg).result
