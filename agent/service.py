@@ -146,6 +146,7 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, AheadJob, EarlyPassJ
         self._early = {}  # series uid -> the fractions of its count it was passed to the model at (``loop.early``)
         self._early_pass = None  # the early model pass running in its thread
         self._early_slice_s = SLICE_S
+        self._early_seen_at = float("-inf")
         # Files or series waiting after the last pass (set by the loop, read by other threads: a plain flag).
         # The SR outbox builds reports only while this is False (or once they waited SR_DEFER_MAX_S).
         self.working = False

@@ -62,6 +62,7 @@ class EarlyPassJob(LoopBase):
     _early: dict[str, int]  # series uid -> how many of EARLY_AT it has been passed at
     _early_pass: EarlyPass | None  # the pass running now (one at a time)
     _early_slice_s: float  # what passing one slice took lately (the early passes' own measure)
+    _early_seen_at: float  # when the series were last looked at (the agent's clock)
 
     def _pass_early(self) -> None:
         """Start passing one arriving series' likely chosen slices to the model, if one has reached the next
@@ -129,8 +130,16 @@ class EarlyPassJob(LoopBase):
                       running.seconds * 1000)
 
     def _early_candidate(self) -> SeriesState | None:
-        """An open series with a count, arrived this run, that reached its next fraction of the count."""
-        for st in self.tracker.open_states():
+        """An open series with a count, arrived this run, that reached its next fraction of the count.
+
+        Only series with a file recorded since the last look are looked at (``_applied``): a fast export
+        makes a pass per file, and a query over every open series per pass slowed the loop down.
+        """
+        since, self._early_seen_at = self._early_seen_at, self.clock()
+        for uid in [uid for uid, at in self._applied.items() if at >= since]:
+            st = self.tracker.state(uid)
+            if st is None or st.state not in ("open", "reopened"):
+                continue
             if st.expected is None or st.instances >= st.expected or st.attempts > 0:
                 continue  # no count, due by its count now, or it once stopped the agent
             if st.series_uid not in self._arrived:
@@ -138,12 +147,12 @@ class EarlyPassJob(LoopBase):
             if _stage(st) <= self._early.get(st.series_uid, 0):
                 continue
             left = st.expected - st.instances
-            if self._waiting_in(self.tracker.folders(st.series_uid)) >= left:
-                continue  # the rest is written and waits to be indexed: completion is as near as this pass
             first = self._early.get(st.series_uid, 0) == 0
             slices = self.config.scoring.slices * FIRST_PASS_K if first else LATER_SLICES
             if left / _rate(st) < slices * self._early_slice_s:
                 continue  # the rest arrives before the pass would end: completion would wait for it
+            if self._waiting_in(self.tracker.folders(st.series_uid)) >= left:
+                continue  # the rest is written and waits to be indexed: completion is as near as this pass
             return st
         return None
 
