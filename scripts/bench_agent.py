@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -78,10 +79,28 @@ def build_series(src: Path, dest: Path, n: int, *, expected: bool = True) -> lis
             ds.ImagesInAcquisition = n
         elif "ImagesInAcquisition" in ds:
             del ds.ImagesInAcquisition
+        make_distinct(ds)
         path = dest / f"I{k:05d}.dcm"
         ds.save_as(path)
         out.append(path)
     return out
+
+
+DISTINCT_PIXELS = 4096  # pixels per generated slice whose lowest bit is flipped
+
+
+def make_distinct(ds: pydicom.Dataset) -> None:
+    """Flip the lowest bit of a few thousand pixels, chosen by the instance's UID: every generated slice is
+    distinct, as real slices are. The agent keeps model outputs per slice by its exact input (and reuses
+    them for an identical slice): copies of the same 40 templates would be scored once and then served
+    from that store, which real series never are. A change of one unit on 1-2 % of the pixels."""
+    if ds.file_meta.TransferSyntaxUID.is_compressed or "PixelData" not in ds:
+        return
+    dtype = {8: np.uint8, 16: np.uint16, 32: np.uint32}[int(ds.BitsAllocated)]
+    pixels = np.frombuffer(ds.PixelData, dtype=dtype).copy()
+    rng = np.random.default_rng(zlib.crc32(str(ds.SOPInstanceUID).encode()))
+    pixels[rng.integers(0, pixels.size, DISTINCT_PIXELS)] ^= 1
+    ds.PixelData = pixels.tobytes()
 
 
 WRITER = r"""
@@ -475,13 +494,14 @@ def scenario_backlog(root: Path, files: int, series: int) -> dict[str, float]:
 
 
 def _clone(src: Path, dest: Path) -> None:
-    """Copy a generated series with new UIDs (cheap: header rewrite only)."""
+    """Copy a generated series with new UIDs and distinct pixels (``make_distinct``)."""
     dest.mkdir(parents=True)
     series_uid = generate_uid()
     for f in sorted(src.iterdir()):
         ds = pydicom.dcmread(f)
         ds.SeriesInstanceUID = series_uid
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        make_distinct(ds)
         ds.save_as(dest / f.name)
 
 

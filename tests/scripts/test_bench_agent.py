@@ -47,3 +47,20 @@ def test_wait_idle_waits_past_a_lull_for_quiet_windows_in_a_row(bench: ModuleTyp
     waited = agent.wait_idle(timeout_s=5.0, window_s=0.01, share=0.05)  # type: ignore[attr-defined]
     assert waited == waited  # not the timeout's NaN
     assert len(seen) == 7  # the first reading, then one per window: busy, lull, busy, quiet, quiet, quiet
+
+
+def test_generated_slices_are_distinct_copies_of_their_templates(bench: ModuleType, tmp_path: Path) -> None:
+    """The bench's series reuse 40 real slices; each copy must still be a slice of its own, or the agent's
+    store of model outputs (reused for identical inputs) would score the copies for free."""
+    import numpy as np
+    import pydicom
+
+    if not bench.CT_SOURCE.exists():
+        pytest.skip(f"needs the shared data ({bench.CT_SOURCE})")
+    files = bench.build_series(bench.CT_SOURCE, tmp_path / "a", 41)
+    first, again = pydicom.dcmread(files[0]), pydicom.dcmread(files[40])  # the same template
+    a, b = first.pixel_array.astype(np.int64), again.pixel_array.astype(np.int64)
+    assert np.any(a != b) and np.abs(a - b).max() == 1 and np.mean(a != b) < 0.05
+    bench._clone(tmp_path / "a", tmp_path / "b")
+    clone = pydicom.dcmread(tmp_path / "b" / files[0].name)
+    assert np.any(clone.pixel_array != first.pixel_array)
