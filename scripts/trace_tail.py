@@ -46,6 +46,8 @@ TRACED = (
     ("mediqa.engines.backends.onnxrt", "OrtBackend", "_infer"),
     ("mediqa.agent.loop.saliency", "SaliencyJob", "_saliency_step"),
     ("mediqa.agent.loop.early", "EarlyPassJob", "_pass_early"),
+    ("mediqa.agent.loop.reading", "ReadPool", "submit"),
+    ("mediqa.agent.loop.intake", "IntakeJob", "_read_here"),
     ("mediqa.agent.scoring.learned", "LearnedScorer", "prime"),
 )
 HOOK = '''

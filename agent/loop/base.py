@@ -1,7 +1,7 @@
 """What every job of the agent loop shares: the state it works on, its health, and the guard of each phase.
 
 ``LoopBase`` declares the attributes the jobs (``state``, ``intake``, ``completion``, ``scoring``,
-``ahead``, ``saliency``) read and write; ``mediqa.agent.service.Agent`` inherits them all and sets them up.
+``ahead``, ``early``, ``saliency``) read and write; ``mediqa.agent.service.Agent`` inherits them all and sets them up.
 A call from one job into another goes through a method declared here (``_recover_corrupt``, ``_observe``,
 ``_hold``, ``_take_ahead``, ``_flush_jsonl``, ...), so each module stands on this one only.
 
