@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,20 +9,14 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from script_loader import load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "trace_tail.py"
 CALL = "from mediqa.agent.pipeline import split_for_scoring; split_for_scoring((), ())"
 
 
 @pytest.fixture(scope="module")
 def trace() -> ModuleType:
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("trace_tail_under_test", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("trace_tail")
 
 
 def _run_with_hook(trace: ModuleType, tmp_path: Path, *argv: str) -> str:
