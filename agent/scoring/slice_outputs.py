@@ -110,7 +110,7 @@ class SliceOutputs:
 
 
 def _spans(owner: np.ndarray) -> list[tuple[int, int]] | None:
-    """(start, stop) of each slice's crops when they are consecutive and in slice order; else None."""
+    """(start, stop) of each slice's crops, in crop order, when each slice's crops are consecutive; else None."""
     owner = np.asarray(owner)
     if owner.ndim != 1 or not len(owner):
         return None
