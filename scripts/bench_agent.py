@@ -8,11 +8,19 @@ file to the result line in ``results.jsonl`` (its ``created`` stamp). Every figu
 ``--repeat`` runs and comes with its floor measured in the same run (this machine is shared and noisy:
 ratios matter more than seconds), and the load average is printed with the table.
 
+Each run starts from a settled disk: the files of the runs before and the series a run generates as its
+source are flushed (``os.sync``) before the run measures anything, so no run depends on the write-back
+of data the benchmark itself made (the export under test is still written back in the measured window).
+Why (2026-12-03): that write-back slowed the writer, and a slower writer is easier to keep up with; CT
+300 written at once measured 0.79-1.29x its floor with the build's pages still dirty and 1.36-5.72x
+flushed, and 1.42x or 2.04-3.12x depending on which scenarios ran before. The latency rows report the
+writer's pace (files/s) beside each figure. ``--no-settle`` measures the old way, to compare.
+
 Scenarios (``--only`` picks some):
   index    header indexing rate vs bare ``pydicom.dcmread(stop_before_pixels=True)`` of the same files
   latency  last file -> result for CT 300 and CT 2000 slices (the expected count is in the headers), written
            as fast as the disk allows and at --rate files/s (a console's pace), vs the floor: reading the chosen
-           slices' pixels plus one model pass on ONNX Runtime
+           slices' pixels plus one model pass on ONNX Runtime; with the pace the writer kept
   quiet    last file -> result for a series without a count (CT 300 and MR 170 at --rate files/s), minus its
            quiet period, vs the same floor (what scoring ahead of the quiet period's end saves)
   burst    20 series arriving together (10 CT + 10 MR, 150 slices each): p50/p90/max last file -> result,
@@ -83,6 +91,7 @@ def build_series(src: Path, dest: Path, n: int, *, expected: bool = True) -> lis
         path = dest / f"I{k:05d}.dcm"
         ds.save_as(path)
         out.append(path)
+    settle_disk()
     return out
 
 
@@ -108,14 +117,15 @@ import os, shutil, sys, time
 src, dest, rate = sys.argv[1], sys.argv[2], float(sys.argv[3])
 names = sorted(os.listdir(src))
 os.makedirs(dest, exist_ok=True)
-start = time.monotonic()
+start, first = time.monotonic(), None
 for i, name in enumerate(names):
     if rate > 0:
         time.sleep(max(0.0, start + i / rate - time.monotonic()))
     tmp = os.path.join(dest, "." + name + ".part")
     shutil.copyfile(os.path.join(src, name), tmp)
     os.replace(tmp, os.path.join(dest, name))
-print(time.time())
+    first = first or time.time()
+print(first, time.time())
 """
 
 
@@ -126,7 +136,20 @@ def export(src: Path, dest: Path, rate: float = 0.0) -> subprocess.Popen[str]:
                             text=True)
 
 
+def written(writer: subprocess.Popen[str]) -> tuple[float, float]:
+    """When an ``export`` writer put its first and its last file in place (wall clock), once it has ended."""
+    out = (writer.communicate()[0] or "").split()
+    return (float(out[0]), float(out[1])) if len(out) == 2 else (float("nan"), float("nan"))
+
+
 OVERRIDES: list[str] = []  # ``--set`` items: config overrides of every agent run (none by default)
+SETTLE = [True]  # flush the benchmark's own writes before each run measures (``--no-settle``: off)
+
+
+def settle_disk() -> None:
+    """Write back what is waiting (the previous runs' files, a generated source series) before timing."""
+    if SETTLE[0]:
+        os.sync()
 
 
 # --- the agent as a black box ----------------------------------------------------------------------
@@ -361,34 +384,37 @@ def scenario_index(root: Path) -> dict[str, float]:
     return {"floor_header_files_per_s": len(files) / floor, "agent_files_to_result_per_s": len(files) / wall}
 
 
-def _last_file_to_result_s(root: Path, rate: float) -> float:
+def _last_file_to_result_s(root: Path, rate: float) -> tuple[float, float]:
     """The series in ``root/src`` exported into a watched folder (at ``rate`` files/s, 0: at once): last file
-    written -> its first result."""
+    written -> its first result, and the pace the writer kept (files/s, first to last file)."""
     agent = AgentProcess(root / "export", root / "state").start()
     try:
         agent.wait_ready()
         writer = export(root / "src", root / "export" / "s", rate)
-        last_file = float((writer.communicate()[0] or "nan").strip())
+        first_file, last_file = written(writer)
         result = agent.wait_results(1, 300)[0]
     finally:
         agent.stop()
-    return float(result["created"]) - last_file  # type: ignore[arg-type]
+    files = sum(1 for _ in (root / "src").iterdir())
+    pace = (files - 1) / (last_file - first_file) if last_file > first_file else float("nan")
+    return float(result["created"]) - last_file, pace  # type: ignore[arg-type]
 
 
 def scenario_latency(root: Path, slices: int, rate: float = 0.0) -> dict[str, float]:
     """Last file -> result, written as fast as possible (``rate`` 0) or at ``rate`` files per second."""
     files = build_series(CT_SOURCE, root / "src", slices)
     floor = pixel_model_floor_s(files)
-    latency = _last_file_to_result_s(root, rate)
+    latency, pace = _last_file_to_result_s(root, rate)
     name = f"ct{slices}" + (f"_at{rate:g}" if rate else "")
-    return {f"{name}_last_file_to_result_s": latency, f"{name}_floor_s": floor, f"{name}_ratio": latency / floor}
+    return {f"{name}_last_file_to_result_s": latency, f"{name}_floor_s": floor, f"{name}_ratio": latency / floor,
+            f"{name}_writer_files_per_s": pace}
 
 
 def scenario_quiet(root: Path, modality: str, slices: int, rate: float) -> dict[str, float]:
     """Last file -> result of a series that announces no count: its quiet period, and what comes after it."""
     files = build_series(CT_SOURCE if modality == "CT" else MR_SOURCE, root / "src", slices, expected=False)
     floor = pixel_model_floor_s(files)
-    over = _last_file_to_result_s(root, rate) - _quiet_periods()[modality]
+    over = _last_file_to_result_s(root, rate)[0] - _quiet_periods()[modality]
     name = f"quiet_{modality.lower()}{slices}"
     return {f"{name}_over_quiet_s": over, f"{name}_floor_s": floor, f"{name}_over_quiet_ratio": over / floor}
 
@@ -423,7 +449,7 @@ def scenario_burst(root: Path) -> dict[str, float]:
         writers = [export(src, root / "export" / f"s{i}") for i, src in enumerate(sources)]
         last = {}
         for i, w in enumerate(writers):
-            last[i] = float((w.communicate()[0] or "nan").strip())
+            last[i] = written(w)[1]
         burst_wall = time.monotonic() - t0
         after = agent.threads()
         results = agent.wait_results(20, 300)
@@ -553,6 +579,7 @@ def _repeat(n: int, fn: Callable[[Path], dict[str, float]]) -> dict[str, float]:
     runs = []
     for _ in range(n):
         root = Path(tempfile.mkdtemp(prefix="mediqa-bench-"))
+        settle_disk()
         try:
             runs.append(fn(root))
         finally:
@@ -569,15 +596,18 @@ def main() -> int:
     ap.add_argument("--backlog-series", type=int, default=140)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a config override for every agent run (an A/B of one setting); printed in the report")
+    ap.add_argument("--no-settle", action="store_true",
+                    help="do not flush the benchmark's own writes before each run (to compare with)")
     args = ap.parse_args()
     OVERRIDES[:] = args.set
+    SETTLE[0] = not args.no_settle
     if not (CT_SOURCE.is_dir() and MR_SOURCE.is_dir()):
         print(f"needs the shared data at {SHARED}", file=sys.stderr)
         return 1
     chosen = args.only or list(SCENARIOS)
     report: dict[str, object] = {"date": time.strftime("%Y-%m-%d %H:%M"), "load_before": os.getloadavg(),
                                  "repeats": args.repeat, "config": "shipped configs/agent.yaml",
-                                 "overrides": list(args.set)}
+                                 "overrides": list(args.set), "settled_disk": SETTLE[0]}
     figures: dict[str, float] = {}
     if "index" in chosen:
         figures.update(_repeat(args.repeat, scenario_index))

@@ -88,7 +88,7 @@ def trace_once(root: Path, slices: int, rate: float) -> tuple[dict[str, float], 
     try:
         agent.wait_ready()
         writer = bench.export(root / "src", root / "export" / "s", rate)
-        last = float((writer.communicate()[0] or "nan").strip())
+        last = bench.written(writer)[1]
         created = float(agent.wait_results(1, 300)[0]["created"])  # type: ignore[arg-type]
         time.sleep(0.5)  # the pass that scored it ends and is written
     finally:

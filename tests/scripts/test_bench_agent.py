@@ -56,3 +56,28 @@ def test_generated_slices_are_distinct_copies_of_their_templates(bench: ModuleTy
     bench._clone(tmp_path / "a", tmp_path / "b")
     clone = pydicom.dcmread(tmp_path / "b" / files[0].name)
     assert np.any(clone.pixel_array != first.pixel_array)
+
+
+def test_each_run_and_each_generated_series_start_from_a_settled_disk(bench: ModuleType, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmark's own writes (a generated source series, the runs before) are written back before a run
+    measures: their write-back landed in the next runs' windows (CT 300 at once 1.42x alone, 2.04x after the
+    index runs, 2026-12-03). ``--no-settle`` (SETTLE off) measures without it."""
+    if not bench.CT_SOURCE.exists():
+        pytest.skip(f"needs the shared data ({bench.CT_SOURCE})")
+    synced: list[str] = []
+    monkeypatch.setattr(bench.os, "sync", lambda: synced.append("sync"))
+    monkeypatch.setattr(bench, "SETTLE", [True])
+    runs: list[int] = []
+
+    def run(root: Path) -> dict[str, float]:
+        runs.append(len(synced))  # what had been flushed when the run began
+        bench.build_series(bench.CT_SOURCE, root / "src", 2)
+        return {"x": float(len(synced))}
+
+    assert bench._repeat(2, run) == {"x": 3.0}  # median of 2 and 4: each build was flushed before it returned
+    assert runs == [1, 3]  # and each run began after a flush
+    monkeypatch.setattr(bench, "SETTLE", [False])
+    synced.clear()
+    bench._repeat(1, run)
+    assert synced == []
