@@ -13,7 +13,8 @@ source are flushed (``os.sync``) before the run measures anything, so no run dep
 of data the benchmark itself made (the export under test is still written back in the measured window).
 Why (2026-12-03): that write-back slowed the writer, and a slower writer is easier to keep up with; CT
 300 written at once measured 0.79-1.29x its floor with the build's pages still dirty and 1.36-5.72x
-flushed, and 1.42x or 2.04-3.12x depending on which scenarios ran before. The latency rows report the
+flushed, and unflushed 1.42x or 2.04x depending on whether the ``index`` runs came before (flushed: 3.34x
+and 3.12x). The latency rows report the
 writer's pace (files/s) beside each figure. ``--no-settle`` measures the old way, to compare.
 
 Scenarios (``--only`` picks some):

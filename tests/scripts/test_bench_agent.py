@@ -61,8 +61,9 @@ def test_generated_slices_are_distinct_copies_of_their_templates(bench: ModuleTy
 def test_each_run_and_each_generated_series_start_from_a_settled_disk(bench: ModuleType, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The benchmark's own writes (a generated source series, the runs before) are written back before a run
-    measures: their write-back landed in the next runs' windows (CT 300 at once 1.42x alone, 2.04x after the
-    index runs, 2026-12-03). ``--no-settle`` (SETTLE off) measures without it."""
+    measures: their write-back landed in the next runs' windows and slowed the writer there (unflushed, CT 300
+    at once 1.42x alone and 2.04x after the index runs, 2026-12-03). ``--no-settle`` (SETTLE off) measures
+    without it."""
     if not bench.CT_SOURCE.exists():
         pytest.skip(f"needs the shared data ({bench.CT_SOURCE})")
     synced: list[str] = []
