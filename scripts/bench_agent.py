@@ -14,8 +14,8 @@ of data the benchmark itself made (the export under test is still written back i
 Why (2026-12-03): that write-back slowed the writer, and a slower writer is easier to keep up with; CT
 300 written at once measured 0.79-1.29x its floor with the build's pages still dirty and 1.36-5.72x
 flushed, and unflushed 1.42x or 2.04x depending on whether the ``index`` runs came before (flushed: 3.34x
-and 3.12x). The latency rows report the
-writer's pace (files/s) beside each figure. ``--no-settle`` measures the old way, to compare.
+and 3.12x). The latency rows report the writer's pace (files/s) beside each figure. ``--no-settle``
+measures the old way, to compare.
 
 Scenarios (``--only`` picks some):
   index    header indexing rate vs bare ``pydicom.dcmread(stop_before_pixels=True)`` of the same files
