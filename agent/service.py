@@ -35,6 +35,7 @@ them here), as are ``SKIPPED_KEPT`` and ``FIRST_SEEN_MAX`` when an ``Agent`` is 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -76,6 +77,7 @@ __all__ = ["COMPLAIN_EVERY_S", "FIRST_SEEN_MAX", "MAX_SCORING_ATTEMPTS", "REBUIL
 log = logging.getLogger(__name__)
 
 WATCHER_RETRY_S = 30.0
+WAKE_LATE_S = 0.002  # an idle pass wakes this long after a file's window or a series' quiet period ends
 FIRST_SEEN_MAX = 20000  # paths whose first sighting is remembered (bounded memory)
 SKIPPED_KEPT = 1000  # ``Agent.skipped``: the latest skipped files and why
 
@@ -184,7 +186,7 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, AheadJob, EarlyPassJ
         busy = not self.settler.all_settling()  # files past their quiet window wait to be indexed
         with self._guard("taking file events", "intake"):
             more = busy or self._walk is not None or self._saliency_waiting() or self._ahead_more
-            self._drain(0.0 if more else wait_s)
+            self._drain(0.0 if more else self._event_wait(wait_s))
         self._walk_slice()
         if not self._late_shown:
             self._late_shown = True
@@ -218,6 +220,20 @@ class Agent(StateJob, IntakeJob, CompletionJob, ScoringJob, AheadJob, EarlyPassJ
         self.stats.pass_done(len(self.settler))
         self._ping()
         return results
+
+    def _event_wait(self, longest: float) -> float:
+        """How long a pass with nothing to do waits for a file event: until the next pending file leaves its
+        quiet window or the next open series goes quiet, at most ``longest`` (the tick).
+
+        Why: a whole tick was added to both (a file seen without a close event, a series completed by its
+        quiet period: up to 0.2 s each). ``WAKE_LATE_S`` past the moment, so the pass then finds it due.
+        """
+        if longest <= 0:
+            return 0.0
+        due = [self.settler.next_window_end_in()]
+        with contextlib.suppress(sqlite3.Error):  # a tick, as before
+            due.append(self.tracker.next_deadline(upcoming=True))
+        return min([longest] + [max(0.0, w) + WAKE_LATE_S for w in due if w is not None])
 
     def _background_busy(self) -> bool:
         try:

@@ -388,11 +388,15 @@ class SeriesTracker:
         with self.db.transaction() as db:
             db.execute("UPDATE series SET attempts=MAX(0, attempts-1) WHERE series_uid=?", (series_uid,))
 
-    def next_deadline(self) -> float | None:
-        """Seconds until the earliest open series goes quiet (None when nothing is open)."""
+    def next_deadline(self, upcoming: bool = False) -> float | None:
+        """Seconds until the earliest open series goes quiet (None when nothing is open). ``upcoming``: only
+        series not quiet yet (one past its quiet period but held, e.g. by a file still settling, is no
+        moment to wake up for)."""
         now = self._clock()
         waits = [st.last_arrival + self._completion.quiet_for(st.modality) - now
                  for st in self._states("state IN ('open','reopened')")]
+        if upcoming:
+            waits = [w for w in waits if w > 0]
         return max(0.0, min(waits)) if waits else None
 
     def mark_scored(self, db: sqlite3.Connection, series_uid: str, generation: int,

@@ -83,6 +83,13 @@ class Settler:
         now = self._clock()
         return all(p.settling(now, self.stable_s) for p in self._pending.values())
 
+    def next_window_end_in(self) -> float | None:
+        """Seconds until the next file still inside its quiet window leaves it (None when none is): when a
+        pass with nothing else to do should look again."""
+        now = self._clock()
+        ends = [p.changed_at + self.stable_s - now for p in self._pending.values() if p.settling(now, self.stable_s)]
+        return min(ends) if ends else None
+
     def __len__(self) -> int:
         return len(self._pending)
 

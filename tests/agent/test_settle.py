@@ -110,3 +110,17 @@ def test_default_stat_is_os_stat_looked_up_at_call_time(tmp_path, monkeypatch):
     real = os.stat
     monkeypatch.setattr(os, "stat", lambda p, *a, **k: calls.append(p) or real(p, *a, **k))
     assert _ready(s) == [str(f)] and calls == [str(f)]
+
+
+def test_next_window_end_is_the_earliest_settling_file_s():
+    s, clock, fs = _settler()
+    assert s.next_window_end_in() is None  # nothing pending: nothing to wake up for
+    s.observe("a", 10, 1)
+    clock.now = 0.5
+    s.observe("b", 10, 1)
+    clock.now = 1.5
+    assert s.next_window_end_in() == 0.5  # a's window ends at 2.0
+    s.observe("c", 10, 1, closed=True)  # closed: ready now, no window to wait for
+    assert s.next_window_end_in() == 0.5
+    clock.now = 2.2  # a is past its window (the pass indexes it); b's ends at 2.5
+    assert abs(s.next_window_end_in() - 0.3) < 1e-9
